@@ -1,0 +1,146 @@
+"""``vlx explain``: top-k predictions and one picture per (image, method, target)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from vlx.cli import print_json
+from vlx.errors import InputError
+from vlx.explanation import Explanation, normalize, peak_coordinates, upsample
+from vlx.images import load_image
+from vlx.render import gradient_image, grid, overlay, save_png
+from vlx.tasks.classification import ImageClassifier
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEMO_IMAGES = (ASSETS / "chelsea.jpg", ASSETS / "coffee.jpg")
+GRADIENT_METHODS = ("guided-backprop", "deconvolution", "guided-gradcam")
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    if args.top_k < 1:
+        raise InputError(f"--top-k must be at least 1, got {args.top_k}")
+    classifier = ImageClassifier.load(args.model, device)
+    if args.list_classes:
+        for index, name in enumerate(classifier.class_names):
+            print(f"{index}\t{name}")
+        return 0
+    paths = list(DEMO_IMAGES) if args.demo else [Path(p) for p in args.images]
+    if not paths:
+        raise InputError("no image given; pass IMAGE files or --demo")
+    images = [load_image(path) for path in paths]
+    if args.layer:
+        from vlx.layers import named_layer
+
+        named_layer(classifier.model, args.layer)
+    wanted = [classifier.class_index(t) for t in args.target] if args.target else None
+
+    inputs = classifier.prepare(images)
+    predictions = classifier.predict(inputs, args.top_k)
+    targets = [wanted] * len(images) if wanted else [[p[0].index] for p in predictions]
+    explanations = {
+        method: classifier.explain(inputs, method, targets, layer=args.layer)
+        for method in args.method
+    }
+    summary = {
+        "command": "explain",
+        "model": args.model,
+        "layer": args.layer or classifier.layer or _first_layer(explanations),
+        "out": str(Path(args.out)),
+        "images": [],
+    }
+    out = Path(args.out)
+    for n, (path, image) in enumerate(zip(paths, images)):
+        stem = _unique_stem(path, n, paths)
+        entries, panels = [], [("input", image)]
+        for method, explanation in explanations.items():
+            for t, index in enumerate(targets[n]):
+                name = classifier.class_names[index]
+                picture = picture_of(explanation, n, t, image)
+                file = save_png(picture, out / f"{stem}_{method}_{_slug(name)}.png")
+                panels.append((f"{method}: {name}", picture))
+                entries.append(
+                    {
+                        "method": method,
+                        "index": index,
+                        "name": name,
+                        "score": float(explanation.scores[n, t]),
+                        "peak": peak(explanation, n, t, image),
+                        "files": [str(file)],
+                    }
+                )
+        sheet = save_png(grid(panels, columns=min(len(panels), 4)), out / f"{stem}_grid.png")
+        summary["images"].append(
+            {
+                "image": str(path),
+                "predictions": [
+                    {"index": p.index, "name": p.name, "probability": p.probability, "logit": p.logit}
+                    for p in predictions[n]
+                ],
+                "targets": entries,
+                "files": [str(sheet)] + [e["files"][0] for e in entries],
+            }
+        )
+    if args.json:
+        print_json(summary)
+    else:
+        _print_human(summary)
+    return 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """A torch device from ``--device``; asking for a missing GPU is a clear error."""
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise InputError(f"unknown device {name!r}; valid: cpu, cuda, cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return torch.device(name)
+
+
+def picture_of(explanation: Explanation, n: int, t: int, image: Image.Image) -> object:
+    """Jet overlay for coarse maps; the gradient image for the guided family."""
+    size = (image.height, image.width)
+    if explanation.method in GRADIENT_METHODS:
+        channels = explanation.channels[n, t]
+        resized = torch.nn.functional.interpolate(
+            channels[None].float(), size=size, mode="bilinear", align_corners=False
+        )[0]
+        return gradient_image(resized)
+    heat = normalize(upsample(explanation.maps[n : n + 1, t : t + 1], size))[0, 0]
+    return overlay(image, heat)
+
+
+def peak(explanation: Explanation, n: int, t: int, image: Image.Image) -> list[int]:
+    """``[x, y]`` of the map's maximum in the input image's pixel coordinates."""
+    maps = upsample(explanation.maps[n : n + 1, t : t + 1], (image.height, image.width))
+    x, y = peak_coordinates(maps)[0, 0]
+    return [int(x), int(y)]
+
+
+def _first_layer(explanations: dict[str, Explanation]) -> str | None:
+    return next((e.layer for e in explanations.values() if e.layer), None)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "target"
+
+
+def _unique_stem(path: Path, index: int, paths: list[Path]) -> str:
+    same = [p for p in paths if p.stem == path.stem]
+    return path.stem if len(same) == 1 else f"{path.stem}-{index}"
+
+
+def _print_human(summary: dict) -> None:
+    for entry in summary["images"]:
+        print(entry["image"])
+        for rank, p in enumerate(entry["predictions"], start=1):
+            print(f"  {rank}. {p['name']} ({p['index']})  p={p['probability']:.3f}")
+        for target in entry["targets"]:
+            print(f"  {target['method']} for {target['name']}: peak {target['peak']} -> "
+                  f"{target['files'][0]}")
+    print(f"wrote {sum(len(e['files']) for e in summary['images'])} files to {summary['out']}")

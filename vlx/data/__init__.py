@@ -1,0 +1,1 @@
+"""Data sources for explanations: the synthetic ShapesWorld and loaders for real formats."""

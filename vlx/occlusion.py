@@ -1,0 +1,106 @@
+"""Occlusion sensitivity (Zeiler & Fergus 2014): the reference the paper's faithfulness uses.
+
+A window of ``baseline`` values slides over the input; a pixel's value is the mean drop of
+the target score over all windows covering it. Windows are scored in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from vlx.explanation import Explanation
+from vlx.targets import Targets, target_scores
+
+
+def occlusion(
+    model: nn.Module,
+    *inputs: Any,
+    targets: Targets = None,
+    window: int | tuple[int, int] = 16,
+    stride: int | tuple[int, int] = 8,
+    baseline: float | torch.Tensor = 0.0,
+    batch_size: int = 64,
+    input_index: int = 0,
+    progress: bool = False,
+    **model_kwargs: Any,
+) -> Explanation:
+    """(N, T, H, W) occlusion maps for T targets per input, at input resolution.
+
+    Other inputs (questions, captions) and tensor keyword arguments whose first dimension is
+    N are repeated alongside each occluded copy of their image.
+    """
+    image = inputs[input_index]
+    n, _, height, width = image.shape
+    win_h, win_w = _pair(window, "window")
+    step_h, step_w = _pair(stride, "stride")
+    if win_h > height or win_w > width:
+        raise ValueError(f"window {(win_h, win_w)} is larger than the input {(height, width)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    with torch.no_grad():
+        clean, ids = target_scores(model(*inputs, **model_kwargs), targets)
+    fixed_targets = targets if ids is None else ids
+    positions = [(y, x) for y in _starts(height, win_h, step_h) for x in _starts(width, win_w, step_w)]
+    chunks = [positions[i : i + batch_size] for i in range(0, len(positions), batch_size)]
+    maps = torch.zeros(n, clean.shape[1], height, width, device=image.device)
+    work = [(i, chunk) for i in range(n) for chunk in chunks]
+    if progress:
+        from tqdm.auto import tqdm
+
+        work = tqdm(work, desc="occlusion", unit="batch")
+    coverage = torch.zeros(height, width, device=image.device)
+    for y, x in positions:
+        coverage[y : y + win_h, x : x + win_w] += 1
+    for i, chunk in work:
+        masks = torch.zeros(len(chunk), 1, height, width, device=image.device, dtype=image.dtype)
+        for b, (y, x) in enumerate(chunk):
+            masks[b, :, y : y + win_h, x : x + win_w] = 1
+        occluded = image[i : i + 1] * (1 - masks) + baseline * masks
+        batch_inputs = [
+            occluded if k == input_index else _repeat(value, i, n, len(chunk))
+            for k, value in enumerate(inputs)
+        ]
+        batch_kwargs = {key: _repeat(value, i, n, len(chunk)) for key, value in model_kwargs.items()}
+        per_image_targets = _row(fixed_targets, i, len(chunk))
+        with torch.no_grad():
+            scores, _ = target_scores(model(*batch_inputs, **batch_kwargs), per_image_targets)
+        drop = clean[i : i + 1] - scores
+        maps[i] += torch.einsum("bt,bhw->thw", drop.float(), masks[:, 0].float())
+    return Explanation(
+        maps=maps / coverage,
+        scores=clean,
+        targets=ids,
+        method="occlusion",
+        meta={"window": (win_h, win_w), "stride": (step_h, step_w)},
+    )
+
+
+def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(f"{name} must be a positive int or (h, w), got {value!r}")
+    return pair
+
+
+def _starts(size: int, window: int, stride: int) -> Iterator[int]:
+    """Window offsets that cover the whole extent, the last one flush with the edge."""
+    last = size - window
+    yield from range(0, last, stride)
+    yield last
+
+
+def _repeat(value: Any, index: int, n: int, copies: int) -> Any:
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n:
+        return value[index : index + 1].expand(copies, *value.shape[1:])
+    return value
+
+
+def _row(targets: Any, index: int, copies: int) -> Any:
+    """Image ``index``'s class targets repeated for each occluded copy; callables pass through."""
+    if isinstance(targets, list):
+        return [targets[index]] * copies
+    return targets

@@ -19,7 +19,7 @@ from torch import nn
 from vlx.cam import GridFn
 from vlx.errors import InputError
 from vlx.images import Preprocess
-from vlx.layers import TokenGrid
+from vlx.layers import TokenGrid, last_module_named
 
 DEFAULT_CLASSIFIER = "efficientnet_lite0"
 MODEL_FORMS = (
@@ -186,8 +186,9 @@ def _huggingface(path: Path) -> Classifier:
     id2label = model.config.id2label
     names = [id2label[i] for i in range(len(id2label))]
     layer, to_grid = None, None
-    vit = getattr(model, "vit", None)
-    if vit is not None:
-        last = len(vit.encoder.layer) - 1
-        layer, to_grid = f"vit.encoder.layer.{last}.layernorm_before", TokenGrid(prefix=1)
+    if getattr(model.config, "model_type", "") == "vit":
+        # The head reads CLS only: the last block's output gets no gradient on patch tokens,
+        # its input norm does.
+        layer = last_module_named(model, "layernorm_before")
+        to_grid = TokenGrid(prefix=1)
     return Classifier(f"hf:{path}", model, names, preprocess, layer, to_grid)

@@ -107,3 +107,10 @@ class TokenGrid:
             h, w = self.grid
         patches = patches[:, : h * w]
         return patches.reshape(tokens.shape[0], h, w, tokens.shape[-1]).permute(0, 3, 1, 2)
+
+
+def last_module_named(model: nn.Module, suffix: str) -> str | None:
+    """Dotted name of the last module whose name ends with ``suffix`` (e.g. the last block's
+    ``layernorm_before``), robust to module paths that moved between library versions."""
+    matches = [name for name, _ in model.named_modules() if name.endswith(suffix)]
+    return matches[-1] if matches else None

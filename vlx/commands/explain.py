@@ -25,15 +25,15 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {args.top_k}")
+    paths = list(DEMO_IMAGES) if args.demo else [Path(p) for p in args.images]
+    if not paths and not args.list_classes:
+        raise InputError("no image given; pass IMAGE files or --demo")
+    images = [load_image(path) for path in paths]
     classifier = ImageClassifier.load(args.model, device)
     if args.list_classes:
         for index, name in enumerate(classifier.class_names):
             print(f"{index}\t{name}")
         return 0
-    paths = list(DEMO_IMAGES) if args.demo else [Path(p) for p in args.images]
-    if not paths:
-        raise InputError("no image given; pass IMAGE files or --demo")
-    images = [load_image(path) for path in paths]
     if args.layer:
         from vlx.layers import named_layer
 

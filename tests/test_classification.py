@@ -1,0 +1,120 @@
+"""The classification adapter on the real ImageNet default and on scikit-image's photos."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from vlx.errors import InputError
+from vlx.tasks.classification import ImageClassifier
+
+data = pytest.importorskip("skimage.data")
+
+CAT_CLASSES = {"Egyptian cat", "tiger cat", "tabby", "lynx", "Persian cat", "Siamese cat"}
+CUP_CLASSES = {"espresso", "cup", "coffee mug"}
+# Hand-drawn boxes (x0, y0, x1, y1) in the photos' pixels: the cat's face in `chelsea`
+# (451 x 300) and the cup with its handle in `coffee` (600 x 400). The rest of each photo is
+# background (the cushion on the right of the cat, the table and saucer rim around the cup).
+CAT_FACE = (80, 20, 400, 300)
+CUP = (150, 10, 470, 300)
+
+
+@pytest.fixture(scope="module")
+def classifier() -> ImageClassifier:
+    return ImageClassifier.load()
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, Image.Image]:
+    return {"chelsea": Image.fromarray(data.chelsea()), "coffee": Image.fromarray(data.coffee())}
+
+
+def _inside(point: list[int] | torch.Tensor, box: tuple[int, int, int, int]) -> bool:
+    x, y = (int(v) for v in point)
+    return box[0] <= x < box[2] and box[1] <= y < box[3]
+
+
+def test_real_weights_recognise_the_photos(classifier, photos):
+    inputs = classifier.prepare([photos["chelsea"], photos["coffee"]])
+    cat, coffee = classifier.predict(inputs, top_k=3)
+    assert cat[0].name in CAT_CLASSES and cat[0].probability > 0.3
+    assert coffee[0].name in CUP_CLASSES and coffee[0].probability > 0.3
+    # the cat photo's top three are all cats: the weights are ImageNet's, not random
+    assert {p.name for p in cat} <= CAT_CLASSES
+
+
+def test_gradcam_peak_lies_on_the_object(classifier, photos):
+    images = [photos["chelsea"], photos["coffee"]]
+    e = classifier.explain(classifier.prepare(images), "gradcam")
+    assert e.layer == "bn2" and e.maps.shape == (2, 1, 7, 7)
+    cat_peak = e.peaks((300, 451))[0, 0]
+    cup_peak = e.peaks((400, 600))[1, 0]
+    assert _inside(cat_peak, CAT_FACE), cat_peak
+    assert _inside(cup_peak, CUP), cup_peak
+
+
+def test_map_energy_is_on_the_cup_not_the_table(classifier, photos):
+    e = classifier.explain(classifier.prepare([photos["coffee"]]), "gradcam")
+    heat = e.upsampled((400, 600)).normalized().maps[0, 0]
+    x0, y0, x1, y1 = CUP
+    inside = heat[y0:y1, x0:x1].mean()
+    outside = (heat.sum() - heat[y0:y1, x0:x1].sum()) / (heat.numel() - (y1 - y0) * (x1 - x0))
+    assert inside > 2 * outside
+
+
+def test_class_names_resolve_case_insensitively_and_by_synonym(classifier):
+    assert classifier.class_index("Egyptian cat") == 285
+    assert classifier.class_index("egyptian CAT") == 285
+    assert classifier.class_index("285") == 285
+    assert classifier.class_index(967) == 967
+
+
+@pytest.mark.parametrize(
+    ("target", "fragment"),
+    [("egyptian dog", "egyptian cat"), (1000, "0..999"), ("-3", "closest")],
+)
+def test_unknown_class_names_the_closest(classifier, target, fragment):
+    with pytest.raises(InputError) as info:
+        classifier.class_index(target)
+    assert str(target) in str(info.value)
+    assert fragment in str(info.value).lower()
+
+
+def test_hf_vit_classifier_from_a_local_directory(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, num_labels=3,
+        id2label={0: "red", 1: "green", 2: "blue"}, label2id={"red": 0, "green": 1, "blue": 2},
+    )
+    torch.manual_seed(0)
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path)
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+
+    vit = ImageClassifier.load(f"hf:{tmp_path}")
+    assert vit.layer.endswith("1.layernorm_before")
+    inputs = vit.prepare([Image.new("RGB", (40, 40), "red")])
+    e = vit.explain(inputs, "gradcam", targets=[[0, 1, 2]])
+    assert e.maps.shape == (1, 3, 4, 4)  # 32 / 8 = a 4 x 4 patch grid, CLS dropped
+    assert e.alphas.shape == (1, 3, 32)
+    # the layer input norm carries gradient to the patch tokens: the maps are not all zero
+    assert e.alphas.abs().sum() > 0
+
+
+def test_hf_directory_without_processor_is_a_clear_error(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=2,
+    )
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path)
+    with pytest.raises(InputError, match="preprocessor_config.json"):
+        ImageClassifier.load(f"hf:{tmp_path}")
+
+
+def test_unknown_model_lists_valid_forms():
+    with pytest.raises(InputError) as info:
+        ImageClassifier.load("resnet5O")
+    message = str(info.value)
+    assert "resnet5O" in message and "resnet50" in message and "hf:PATH" in message

@@ -12,8 +12,8 @@ from PIL import Image
 from vlx.errors import InputError
 from vlx.explanation import Explanation
 from vlx.methods import explain
-from vlx.targets import logits_of
 from vlx.models.classifiers import DEFAULT_CLASSIFIER, Classifier, load_classifier
+from vlx.targets import logits_of
 
 
 @dataclass(frozen=True)

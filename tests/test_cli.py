@@ -47,7 +47,7 @@ def test_help_is_fast_to_reach_and_lists_commands():
     assert done.returncode == 0 and "explain" in done.stdout
     # parsing the command line imports no torch: `vlx --help` stays fast
     probe = "import sys, vlx.cli; vlx.cli.build_parser(); print('torch' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
     assert done.stdout.strip() == "False"
 
 

@@ -22,7 +22,18 @@ _EXPORTS = {
     "guided_gradcam": "vlx.guided",
     "occlusion": "vlx.occlusion",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Explanation",
+    "GradCAM",
+    "InputGradients",
+    "deconvolution",
+    "grad_cam_maps",
+    "guided_backprop",
+    "guided_gradcam",
+    "normalize",
+    "occlusion",
+    "upsample",
+]
 
 
 def __getattr__(name: str) -> Any:

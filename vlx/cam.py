@@ -11,7 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from vlx.backward import per_target_gradients
 from vlx.explanation import Explanation
 from vlx.layers import last_spatial_layer, named_layer, spatial_output
 from vlx.rectifier import RULES, RectifierRule, Rule
+from vlx.recurrent import plain_recurrent_kernels
 from vlx.targets import Targets, target_scores
 
 Pooling = Literal["mean", "max"]
@@ -98,7 +99,7 @@ class GradCAM:
         if layer is not None:
             self.layer_name, self.layer = named_layer(model, layer)
 
-    def __enter__(self) -> GradCAM:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -165,7 +166,7 @@ class GradCAM:
         handle = self.layer.register_forward_hook(capture)
         rule = RectifierRule(self.backward_rule) if self.backward_rule else nullcontext()
         try:
-            with torch.enable_grad(), rule:
+            with torch.enable_grad(), rule, plain_recurrent_kernels(self.model):
                 outputs = self.model(*inputs, **model_kwargs)
                 scores, ids = target_scores(outputs, targets)
         finally:

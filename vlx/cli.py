@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_explain(commands)
+    _add_caption(commands)
+    _add_train(commands)
+    _add_evaluate(commands)
     return parser
 
 
@@ -90,6 +93,101 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
     explain.add_argument("--json", action="store_true", help="print a JSON summary")
     explain.add_argument("--list-classes", action="store_true", help="print class names and exit")
     explain.set_defaults(run=_lazy("vlx.commands.explain"))
+
+
+def _add_caption(commands: argparse._SubParsersAction) -> None:
+    caption = commands.add_parser(
+        "caption",
+        help="caption an image and explain every word",
+        description="Caption an image with the Show-and-Tell model (or explain a caption you "
+        "give) and write a figure with one Grad-CAM overlay per word (the paper's Fig. 11). "
+        "With no IMAGE, a held-out ShapesWorld scene is used.",
+    )
+    caption.add_argument("image", nargs="?", metavar="IMAGE", help="image file")
+    caption.add_argument("--caption", help="explain this caption instead of the generated one")
+    caption.add_argument("--words", nargs="+", metavar="W", help="explain only these words")
+    caption.add_argument("--whole", action="store_true", help="add the whole-caption map")
+    caption.add_argument("--beam", type=int, default=0, help="beam width (default: greedy)")
+    caption.add_argument(
+        "--method",
+        type=_methods,
+        default=["gradcam"],
+        help=f"comma-separated methods: {','.join(METHOD_NAMES)} (gradcam)",
+    )
+    caption.add_argument("--layer", help="layer to explain (default: the encoder's output)")
+    caption.add_argument("--checkpoint", help="captioner checkpoint (default: the shipped one)")
+    caption.add_argument("--scene", type=int, default=0, help="ShapesWorld test scene (0)")
+    caption.add_argument("--out", default="vlx-out", help="output folder (vlx-out)")
+    caption.add_argument("--device", default="cpu", help="cpu or cuda")
+    caption.add_argument("--json", action="store_true", help="print a JSON summary")
+    caption.set_defaults(run=_lazy("vlx.commands.caption"))
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser("evaluate", help="measure explanations against ground truth")
+    metrics = evaluate.add_subparsers(dest="metric", metavar="METRIC", required=True)
+    pointing = metrics.add_parser(
+        "pointing",
+        help="the pointing game on held-out ShapesWorld scenes",
+        description="Pointing game (paper Sec. 4.3, 8.1.1): does the map's peak lie on what "
+        "the word refers to? Reports accuracy per word category next to the image-centre and "
+        "uniform-random-point baselines.",
+    )
+    pointing.add_argument("--task", choices=["caption"], required=True)
+    pointing.add_argument("--images", type=int, default=300, help="test scenes (300)")
+    pointing.add_argument("--layer", help="layer to explain (default: the model's)")
+    pointing.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
+    pointing.add_argument("--device", default="cpu", help="cpu or cuda")
+    pointing.add_argument("--json", action="store_true", help="print JSON")
+    pointing.set_defaults(run=_lazy("vlx.commands.evaluate"))
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="train a ShapesWorld (or COCO / VQA v2) model")
+    models = train.add_subparsers(dest="model", metavar="MODEL", required=True)
+    captioner = models.add_parser(
+        "captioner",
+        help="the Show-and-Tell captioner",
+        description="Train the Show-and-Tell captioner; writes OUT and OUT.json (metadata). "
+        "Checkpoints every --checkpoint-every steps; --resume continues from OUT.",
+    )
+    captioner.add_argument(
+        "--data", default="shapes", help="shapes (default) or coco:CAPTIONS_JSON[,IMAGE_DIR]"
+    )
+    captioner.add_argument("--steps", type=int, default=4000, help="optimizer steps (4000)")
+    captioner.add_argument("--batch", type=int, default=32, help="batch size (32)")
+    captioner.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
+    captioner.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    captioner.add_argument(
+        "--pool", choices=["what-where", "mean"], default="what-where",
+        help="image pooling: channel means plus their spatial moments (default) or means only",
+    )
+    captioner.add_argument("--checkpoint-every", type=int, default=500)
+    captioner.add_argument("--eval-images", type=int, default=300, help="held-out images scored")
+    captioner.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    captioner.add_argument("--resume", action="store_true", help="continue from --out")
+    captioner.add_argument("--device", default="cpu", help="cpu or cuda")
+    captioner.set_defaults(run=_lazy("vlx.commands.train"))
+    vqa = models.add_parser(
+        "vqa",
+        help="a VQA model (LSTM-CNN or hierarchical co-attention)",
+        description="Train a VQA model; writes OUT and OUT.json (metadata). Checkpoints every "
+        "--checkpoint-every steps; --resume continues from OUT.",
+    )
+    vqa.add_argument("--model", choices=["lstm-cnn", "coattention"], required=True)
+    vqa.add_argument(
+        "--data", default="shapes", help="shapes (default) or vqa2:QUESTIONS,ANNOTATIONS,IMAGE_DIR"
+    )
+    vqa.add_argument("--steps", type=int, default=5000, help="optimizer steps (5000)")
+    vqa.add_argument("--batch", type=int, default=32, help="batch size (32)")
+    vqa.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
+    vqa.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    vqa.add_argument("--checkpoint-every", type=int, default=500)
+    vqa.add_argument("--eval-images", type=int, default=500, help="held-out scenes scored")
+    vqa.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    vqa.add_argument("--resume", action="store_true", help="continue from --out")
+    vqa.add_argument("--device", default="cpu", help="cpu or cuda")
+    vqa.set_defaults(run=_lazy("vlx.commands.train"))
 
 
 def _lazy(module: str) -> Callable[[argparse.Namespace], int]:

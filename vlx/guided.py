@@ -15,7 +15,9 @@ from vlx.backward import per_target_gradients
 from vlx.cam import GradCAM, GridFn
 from vlx.explanation import Explanation, upsample
 from vlx.rectifier import RULES, RectifierRule, Rule
+from vlx.recurrent import plain_recurrent_kernels
 from vlx.targets import Targets, target_scores
+
 
 class InputGradients:
     """Guided backprop (``rule="guided"``) or deconvolution (``rule="deconv"``) for a model.
@@ -40,7 +42,7 @@ class InputGradients:
         attributed = inputs[self.input_index].detach().clone().requires_grad_(True)
         call_inputs = list(inputs)
         call_inputs[self.input_index] = attributed
-        with torch.enable_grad(), RectifierRule(self.rule):
+        with torch.enable_grad(), RectifierRule(self.rule), plain_recurrent_kernels(self.model):
             outputs = self.model(*call_inputs, **model_kwargs)
             scores, ids = target_scores(outputs, targets)
         channels = per_target_gradients(scores, attributed).detach()

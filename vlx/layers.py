@@ -97,7 +97,7 @@ class TokenGrid:
             raise ValueError(f"expected (N, L, C) tokens, got shape {tuple(tokens.shape)}")
         patches = tokens[:, self.prefix :]
         if self.grid is None:
-            side = int(round(patches.shape[1] ** 0.5))
+            side = round(patches.shape[1] ** 0.5)
             if side * side != patches.shape[1]:
                 raise ValueError(
                     f"{patches.shape[1]} patch tokens do not form a square grid; pass grid=(h, w)"

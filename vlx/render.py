@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
+
+from vlx.explanation import Explanation, normalize, upsample
 
 Picture = np.ndarray | Image.Image | torch.Tensor
 
@@ -101,6 +104,20 @@ def grid(
     for j, line in enumerate(caption_lines):
         draw.text((pad, rows * cell_h + pad + 20 * j), line, fill="black", font=font)
     return sheet
+
+
+def explanation_picture(explanation: Explanation, n: int, t: int, image: Image.Image) -> np.ndarray:
+    """The picture of map (n, t) over ``image``: a jet overlay of the normalised, bilinearly
+    upsampled map, or the gradient image for the guided-backprop family."""
+    size = (image.height, image.width)
+    if explanation.channels is not None:
+        channels = F.interpolate(
+            explanation.channels[n, t][None].float(), size=size, mode="bilinear",
+            align_corners=False,
+        )[0]
+        return gradient_image(channels)
+    heat = normalize(upsample(explanation.maps[n : n + 1, t : t + 1], size))[0, 0]
+    return overlay(image, heat)
 
 
 def save_png(picture: Picture, path: str | Path) -> Path:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 
 from vlx.errors import InputError
 
 ScoreFn = Callable[[Any], torch.Tensor]
-Targets = Union[None, int, Sequence[int], Sequence[Sequence[int]], torch.Tensor, ScoreFn]
+Targets = None | int | Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | ScoreFn
 
 
 def logits_of(outputs: Any) -> torch.Tensor:
@@ -35,6 +35,8 @@ def class_indices(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
         index = logits.detach().argmax(dim=-1, keepdim=True)
     elif isinstance(targets, int):
         index = torch.full((n, 1), targets, dtype=torch.long)
+    elif isinstance(targets, torch.Tensor) and targets.dim() == 0:
+        index = torch.full((n, 1), int(targets), dtype=torch.long)
     elif isinstance(targets, torch.Tensor):
         index = targets.long().reshape(n, -1) if targets.dim() < 2 else targets.long()
     else:
@@ -46,6 +48,8 @@ def class_indices(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
                     "for all, or a list of lists (T targets per image)"
                 )
             rows = [[row] for row in rows]
+        if not all(isinstance(row, (list, tuple)) for row in rows):
+            raise ValueError("targets mix ints and lists: give one int per image or one list each")
         lengths = {len(row) for row in rows}
         if len(rows) != n or len(lengths) != 1:
             raise ValueError(

@@ -7,18 +7,16 @@ import re
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from vlx.cli import print_json
 from vlx.errors import InputError
-from vlx.explanation import Explanation, normalize, peak_coordinates, upsample
+from vlx.explanation import Explanation
 from vlx.images import load_image
-from vlx.render import gradient_image, grid, overlay, save_png
+from vlx.render import explanation_picture, grid, save_png
 from vlx.tasks.classification import ImageClassifier
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEMO_IMAGES = (ASSETS / "chelsea.jpg", ASSETS / "coffee.jpg")
-GRADIENT_METHODS = ("guided-backprop", "deconvolution", "guided-gradcam")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
         for method, explanation in explanations.items():
             for t, index in enumerate(targets[n]):
                 name = classifier.class_names[index]
-                picture = picture_of(explanation, n, t, image)
-                file = save_png(picture, out / f"{stem}_{method}_{_slug(name)}.png")
+                picture = explanation_picture(explanation, n, t, image)
+                file = save_png(picture, out / f"{stem}_{method}_{slug(name)}.png")
                 panels.append((f"{method}: {name}", picture))
                 entries.append(
                     {
@@ -70,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                         "index": index,
                         "name": name,
                         "score": float(explanation.scores[n, t]),
-                        "peak": peak(explanation, n, t, image),
+                        "peak": explanation.peaks((image.height, image.width))[n, t].tolist(),
                         "files": [str(file)],
                     }
                 )
@@ -102,31 +100,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def picture_of(explanation: Explanation, n: int, t: int, image: Image.Image) -> object:
-    """Jet overlay for coarse maps; the gradient image for the guided family."""
-    size = (image.height, image.width)
-    if explanation.method in GRADIENT_METHODS:
-        channels = explanation.channels[n, t]
-        resized = torch.nn.functional.interpolate(
-            channels[None].float(), size=size, mode="bilinear", align_corners=False
-        )[0]
-        return gradient_image(resized)
-    heat = normalize(upsample(explanation.maps[n : n + 1, t : t + 1], size))[0, 0]
-    return overlay(image, heat)
-
-
-def peak(explanation: Explanation, n: int, t: int, image: Image.Image) -> list[int]:
-    """``[x, y]`` of the map's maximum in the input image's pixel coordinates."""
-    maps = upsample(explanation.maps[n : n + 1, t : t + 1], (image.height, image.width))
-    x, y = peak_coordinates(maps)[0, 0]
-    return [int(x), int(y)]
-
-
 def _first_layer(explanations: dict[str, Explanation]) -> str | None:
     return next((e.layer for e in explanations.values() if e.layer), None)
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "target"
 
 

@@ -1,0 +1,214 @@
+"""Training the Show-and-Tell captioner on ShapesWorld or on COCO-format captions.
+
+Batches are a pure function of (seed, step), so a resumed run sees exactly the data an
+uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlx.data.shapes import COLOURS, SHAPES, SPLITS, ShapesWorld
+from vlx.errors import InputError
+from vlx.models.encoders import SHAPES_PREPROCESS, arrays_to_tensor
+from vlx.models.show_and_tell import ShowAndTell, ShowAndTellConfig
+from vlx.text import Vocabulary
+from vlx.training import command_line, cosine_lr, load_checkpoint, progress, save_checkpoint
+
+VOCABULARY_CAPTIONS = 5000
+
+
+class CaptionSource(Protocol):
+    name: str
+    size: int
+
+    def captions(self) -> list[str]: ...
+
+    def batch(self, step: int, size: int) -> tuple[torch.Tensor, list[str]]: ...
+
+
+class ShapesCaptions:
+    """Endless ShapesWorld training scenes; ``size`` is the train split's length."""
+
+    name = "shapes"
+
+    def __init__(self, seed: int) -> None:
+        self.world = ShapesWorld(seed=seed)
+        self.seed = seed
+        self.start, self.size = SPLITS["train"]
+
+    def captions(self) -> list[str]:
+        return [self.world.scene(self.start + i).caption() for i in range(VOCABULARY_CAPTIONS)]
+
+    def batch(self, step: int, size: int) -> tuple[torch.Tensor, list[str]]:
+        rng = np.random.default_rng([self.seed, step])
+        scenes = [self.world.scene(self.start + int(i)) for i in rng.integers(0, self.size, size)]
+        return arrays_to_tensor([s.image for s in scenes]), [s.caption() for s in scenes]
+
+
+class CocoCaptionsSource:
+    """Images and captions from a COCO ``captions_*.json`` and its image folder."""
+
+    def __init__(self, spec: str, seed: int) -> None:
+        from vlx.data.coco import CocoCaptions
+
+        annotations, _, images = spec.partition(",")
+        self.name = f"coco:{spec}"
+        self.data = CocoCaptions(annotations, images or None)
+        self.size = len(self.data)
+        self.seed = seed
+
+    def captions(self) -> list[str]:
+        return [caption for _, caption in self.data.pairs()]
+
+    def batch(self, step: int, size: int) -> tuple[torch.Tensor, list[str]]:
+        rng = np.random.default_rng([self.seed, step])
+        pairs = self.data.pairs()
+        chosen = [pairs[int(i)] for i in rng.integers(0, len(pairs), size)]
+        images = [self.data.image(image_id) for image_id, _ in chosen]
+        return SHAPES_PREPROCESS.batch(images), [caption for _, caption in chosen]
+
+
+@dataclass
+class CaptionerTraining:
+    """``vlx train captioner`` options."""
+
+    out: Path
+    data: str = "shapes"
+    steps: int = 4000
+    batch: int = 32
+    lr: float = 2e-3
+    seed: int = 0
+    checkpoint_every: int = 500
+    eval_images: int = 300
+    resume: bool = False
+    device: str = "cpu"
+    min_count: int = 1
+    pool: str = "what-where"
+
+
+def caption_source(data: str, seed: int) -> CaptionSource:
+    if data == "shapes":
+        return ShapesCaptions(seed)
+    if data.startswith("coco:") and len(data) > 5:
+        return CocoCaptionsSource(data[5:], seed)
+    raise InputError(f"unknown data {data!r}; valid: shapes, coco:CAPTIONS_JSON[,IMAGE_DIR]")
+
+
+def encode_batch(vocabulary: Vocabulary, captions: list[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forcing inputs ``[<start>, w1..wn]`` and targets ``[w1..wn, <end>]``, 0-padded."""
+    rows = [vocabulary.encode(c)[: max_length - 1] for c in captions]
+    length = max(len(r) for r in rows) + 1
+    inputs = torch.zeros(len(rows), length, dtype=torch.long)
+    targets = torch.zeros(len(rows), length, dtype=torch.long)
+    for i, row in enumerate(rows):
+        inputs[i, : len(row) + 1] = torch.tensor([vocabulary.start, *row])
+        targets[i, : len(row) + 1] = torch.tensor([*row, vocabulary.end])
+    return inputs, targets
+
+
+def train_captioner(options: CaptionerTraining) -> dict:
+    """Train (or resume) and write the checkpoint and its metadata; returns the metrics."""
+    torch.manual_seed(options.seed)
+    device = torch.device(options.device)
+    source = caption_source(options.data, options.seed)
+    start, optimizer_state = 0, None
+    if options.resume and Path(options.out).is_file():
+        saved = load_checkpoint(options.out)
+        model, vocabulary = ShowAndTell.from_checkpoint(saved)
+        start = int(saved.get("step", 0))
+        optimizer_state = saved.get("optimizer")
+    else:
+        vocabulary = Vocabulary.build(source.captions(), min_count=options.min_count)
+        model = ShowAndTell(ShowAndTellConfig(vocab_size=len(vocabulary), pool=options.pool))
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    elif start:
+        warnings.warn("the checkpoint has no optimizer state; resuming with a fresh optimizer", stacklevel=2)
+    losses: list[float] = []
+    for step in progress(start, options.steps, f"train captioner ({source.name})"):
+        images, captions = source.batch(step, options.batch)
+        inputs, targets = encode_batch(vocabulary, captions, model.config.max_length)
+        images, inputs, targets = images.to(device), inputs.to(device), targets.to(device)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, options.steps, options.lr)
+        logits = model(images, inputs)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        losses.append(loss.item())
+        done = step + 1
+        if done % options.checkpoint_every == 0 and done < options.steps:
+            _save(options, model, vocabulary, done, source, {"loss": _mean(losses)}, optimizer)
+    model.eval()
+    metrics = {"loss": _mean(losses)}
+    if source.name == "shapes":
+        metrics.update(object_naming(model, vocabulary, ShapesWorld(seed=options.seed), options.eval_images))
+    _save(options, model, vocabulary, options.steps, source, metrics, optimizer)
+    return metrics
+
+
+def object_naming(model: ShowAndTell, vocabulary: Vocabulary, world: ShapesWorld, count: int) -> dict:
+    """Share of held-out (validation) objects whose colour AND shape the greedy caption names.
+
+    A caption names an object when a "<colour> <shape>" phrase for it appears (size words
+    may stand before the colour); each phrase names at most one object.
+    """
+    start = SPLITS["val"][0]
+    device = next(model.parameters()).device
+    named = total = exact = 0
+    for first in range(0, count, 50):
+        scenes = [world.scene(start + i) for i in range(first, min(count, first + 50))]
+        images = arrays_to_tensor([s.image for s in scenes]).to(device)
+        for scene, ids in zip(scenes, model.greedy(images, vocabulary.start, vocabulary.end)):
+            words = vocabulary.decode(ids)
+            said = Counter(_phrases(words))
+            wanted = Counter((o.colour, o.shape) for o in scene.objects)
+            named += sum((said & wanted).values())
+            total += len(scene.objects)
+            exact += " ".join(words) == scene.caption()
+    return {"object_naming": named / total, "exact_captions": exact / count, "eval_images": count}
+
+
+def _phrases(words: list[str]) -> list[tuple[str, str]]:
+    text = " ".join(words)
+    pattern = rf"\b({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})\b"
+    return [(m.group(1), m.group(2)) for m in re.finditer(pattern, text)]
+
+
+def _save(options, model, vocabulary, step, source, metrics, optimizer) -> None:
+    payload = model.checkpoint(vocabulary)
+    payload["step"] = step
+    if step < options.steps:
+        payload["optimizer"] = optimizer.state_dict()
+    metadata = {
+        "model": "show_and_tell",
+        "data": source.name,
+        "data_size": source.size,
+        "seed": options.seed,
+        "steps": step,
+        "batch": options.batch,
+        "images_seen": step * options.batch,
+        "options": {k: str(v) for k, v in asdict(options).items()},
+        "metrics": metrics,
+        "command": command_line(),
+    }
+    save_checkpoint(options.out, payload, metadata)
+
+
+def _mean(values: list[float], last: int = 100) -> float:
+    tail = values[-last:]
+    return float(sum(tail) / len(tail)) if tail else float("nan")

@@ -1,0 +1,109 @@
+"""``vlx caption``: caption an image and explain each word (paper Fig. 11)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from PIL import Image
+
+from vlx.cli import print_json
+from vlx.commands.explain import resolve_device, slug
+from vlx.errors import InputError
+from vlx.images import load_image
+from vlx.methods import check_methods
+from vlx.render import explanation_picture, grid, save_png
+from vlx.tasks.captioning import WHOLE_CAPTION, Captioner
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    check_methods(args.method)
+    if args.beam < 0:
+        raise InputError(f"--beam must be 0 (greedy) or a width of at least 2, got {args.beam}")
+    if args.caption is not None and not args.caption.strip():
+        raise InputError("--caption is empty; give the words to explain")
+    image, name = _image(args)
+    captioner = Captioner.load(args.checkpoint, device)
+    if args.layer:
+        from vlx.layers import named_layer
+
+        named_layer(captioner.model, args.layer)
+    inputs = captioner.prepare([image])
+    generated = captioner.caption(inputs, beam=args.beam)[0]
+    words = captioner.words(args.caption) if args.caption is not None else generated
+    if not words:
+        raise InputError("the model generated an empty caption; pass one with --caption")
+    positions = _positions(words, args.words)
+    explanations = {
+        m: captioner.explain(
+            inputs, words, m, whole_caption=args.whole, layer=args.layer, positions=positions
+        )
+        for m in args.method
+    }
+
+    out = Path(args.out)
+    labels = [words[p] for p in positions] + ([WHOLE_CAPTION] if args.whole else [])
+    places = positions + ([len(words)] if args.whole else [])
+    size = (image.height, image.width)
+    entries = [
+        {"position": p, "word": label, "files": []} for p, label in zip(places, labels)
+    ]
+    files = []
+    for method, explanation in explanations.items():
+        panels = [("input", image)]
+        peaks = explanation.peaks(size)
+        for t, entry in enumerate(entries):
+            panels.append((entry["word"], explanation_picture(explanation, 0, t, image)))
+            entry.setdefault("log_prob", float(explanation.scores[0, t]))
+            entry.setdefault("peaks", {})[method] = peaks[0, t].tolist()
+        text = ("caption: " if args.caption is not None else "generated: ") + " ".join(words)
+        figure = grid(panels, columns=min(len(panels), 6), caption=text, panel_size=160)
+        file = save_png(figure, out / f"{slug(name)}_{method}_words.png")
+        files.append(str(file))
+        for entry in entries:
+            entry["files"].append(str(file))
+    for entry in entries:
+        entry["peak"] = entry["peaks"][args.method[0]]
+    summary = {
+        "command": "caption",
+        "image": name,
+        "generated": " ".join(generated),
+        "caption": " ".join(words),
+        "layer": args.layer or captioner.layer,
+        "words": entries,
+        "files": files,
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"{name}: {summary['generated']}")
+        for entry in summary["words"]:
+            print(f"  {entry['word']:<12} log p = {entry['log_prob']:7.3f}  peak {entry['peak']}")
+        print(f"wrote {len(files)} figure(s) to {out}")
+    return 0
+
+
+def _image(args: argparse.Namespace) -> tuple[Image.Image, str]:
+    if args.image:
+        return load_image(args.image), Path(args.image).stem
+    from vlx.data.shapes import SPLITS, ShapesWorld
+
+    first, length = SPLITS["test"]
+    if not 0 <= args.scene < length:
+        raise InputError(f"--scene {args.scene} is out of range; valid: 0..{length - 1}")
+    scene = ShapesWorld(seed=0).scene(first + args.scene)
+    return Image.fromarray(scene.image), f"shapes-test-{args.scene}"
+
+
+def _positions(words: list[str], wanted: list[str] | None) -> list[int]:
+    """Positions of the words to show: all, or every occurrence of the ``--words`` given."""
+    if not wanted:
+        return list(range(len(words)))
+    positions = []
+    for word in wanted:
+        found = [t for t, w in enumerate(words) if w == word.lower()]
+        if not found:
+            raise InputError(f"word {word!r} is not in the caption; its words: {' '.join(words)}")
+        positions.extend(found)
+    return sorted(set(positions))

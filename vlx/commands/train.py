@@ -1,0 +1,37 @@
+"""``vlx train MODEL``: train a model and write its checkpoint with metadata."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from vlx.commands.explain import resolve_device
+from vlx.errors import InputError
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    for name in ("steps", "batch", "checkpoint_every", "eval_images"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.model == "captioner":
+        from vlx.models.captioner_training import CaptionerTraining, train_captioner
+
+        options = CaptionerTraining(
+            out=Path(args.out), data=args.data, steps=args.steps, batch=args.batch, lr=args.lr,
+            seed=args.seed, checkpoint_every=args.checkpoint_every,
+            eval_images=args.eval_images, resume=args.resume, device=str(device), pool=args.pool,
+        )
+        metrics = train_captioner(options)
+    else:
+        from vlx.models.vqa_training import VQATraining, train_vqa
+
+        options = VQATraining(
+            out=Path(args.out), model=args.model, data=args.data, steps=args.steps,
+            batch=args.batch, lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
+            eval_images=args.eval_images, resume=args.resume, device=str(device),
+        )
+        metrics = train_vqa(options)
+    print(json.dumps({"out": args.out, "metrics": metrics}, indent=2))
+    return 0

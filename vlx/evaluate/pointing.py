@@ -1,0 +1,73 @@
+"""The pointing game (Zhang et al. 2016; Grad-CAM paper Sec. 4.3 and 8.1.1).
+
+A map scores a hit when its maximum, located after bilinear upsampling to the mask's
+resolution, lies inside the mask of what the target refers to. A map without a maximum (all
+values equal, e.g. all zero) points nowhere and misses. Two baselines say what chance and a
+centre bias alone would score: the image centre, and a uniform random point (its expected
+accuracy, the mask's area fraction, rather than one noisy draw).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+
+from vlx.explanation import peak_coordinates, upsample
+
+
+def pointing_hits(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(N, T) bool hits of (N, T, h, w) maps against (N, T, H, W) bool masks."""
+    if maps.shape[:2] != masks.shape[:2]:
+        raise ValueError(f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} differ in N, T")
+    size = tuple(masks.shape[-2:])
+    resized = upsample(maps.float(), size)
+    peaks = peak_coordinates(resized)
+    x, y = peaks[..., 0], peaks[..., 1]
+    n, t = torch.meshgrid(torch.arange(maps.shape[0]), torch.arange(maps.shape[1]), indexing="ij")
+    inside = masks[n, t, y, x]
+    flat = resized.flatten(-2)
+    has_peak = flat.amax(dim=-1) > flat.amin(dim=-1)
+    return inside & has_peak
+
+
+def centre_hits(masks: torch.Tensor) -> torch.Tensor:
+    """(…) bool: does the centre pixel lie in each (…, H, W) mask?"""
+    h, w = masks.shape[-2:]
+    return masks[..., h // 2, w // 2]
+
+
+def random_point_accuracy(masks: torch.Tensor) -> torch.Tensor:
+    """(…) expected hit rate of a uniform random point: each mask's area fraction."""
+    return masks.flatten(-2).float().mean(dim=-1)
+
+
+@dataclass
+class PointingTally:
+    """Hits per category for a method and the two baselines, accumulated over a dataset."""
+
+    hits: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    centre: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    random: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, category: str, maps: torch.Tensor, masks: torch.Tensor) -> None:
+        """Add (N, T, h, w) maps scored against (N, T, H, W) masks, all of ``category``."""
+        self.hits[category] += int(pointing_hits(maps, masks).sum())
+        self.centre[category] += int(centre_hits(masks).sum())
+        self.random[category] += float(random_point_accuracy(masks).sum())
+        self.count[category] += masks.shape[0] * masks.shape[1]
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per category: accuracy, centre and random baselines, and the number scored."""
+        return {
+            category: {
+                "accuracy": self.hits[category] / total,
+                "centre": self.centre[category] / total,
+                "random": self.random[category] / total,
+                "count": total,
+            }
+            for category, total in sorted(self.count.items())
+            if total
+        }

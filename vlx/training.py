@@ -1,0 +1,84 @@
+"""What every training command shares: atomic, resumable checkpoints with metadata beside them.
+
+A checkpoint holds only tensors and plain containers, so it loads with
+``torch.load(weights_only=True)``; ``<name>.json`` next to it says how it was made (seed, data,
+steps, metrics, command) so a shipped checkpoint can be reproduced and judged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any], metadata: dict[str, Any]) -> Path:
+    """Write ``payload`` and ``<path>.json`` atomically: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(path, lambda stream: torch.save(payload, stream))
+    info = {
+        **metadata,
+        "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    text = json.dumps(info, indent=2, sort_keys=True) + "\n"
+    _atomic(metadata_path(path), lambda stream: stream.write(text.encode()))
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by ``save_checkpoint`` (tensors only: ``weights_only``)."""
+    return torch.load(Path(path), map_location=device, weights_only=True)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    meta = metadata_path(Path(path))
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
+def metadata_path(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def command_line() -> str:
+    """The command that is running, for the metadata (program name without its folder)."""
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def cosine_lr(step: int, steps: int, peak: float, warmup: int = 100, floor: float = 0.05) -> float:
+    """Linear warm-up, then cosine decay to ``floor * peak``; a pure function of ``step`` so a
+    resumed run follows the same schedule."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def progress(start: int, steps: int, description: str) -> Iterator[int]:
+    """Steps ``start..steps-1`` with a tqdm progress bar."""
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(range(start, steps), initial=start, total=steps, desc=description))
+
+
+def _atomic(path: Path, write: Callable[[Any], Any]) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

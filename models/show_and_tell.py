@@ -43,19 +43,27 @@ class ShowAndTell(nn.Module):
         # Objects cover a few percent of the image, so their channels' means are tiny next to
         # the background's: normalising the pooled features lets them speak from the start.
         self.norm = nn.BatchNorm1d(pooled * self.encoder.channels)
+        self.features = pooled * self.encoder.channels
         self.project = nn.Linear(pooled * self.encoder.channels, config.embed)
         self.embed = nn.Embedding(config.vocab_size, config.embed, padding_idx=0)
         self.lstm = nn.LSTM(config.embed, config.hidden, batch_first=True)
         self.out = nn.Linear(config.hidden, config.vocab_size)
 
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The normalised pooled image vector the embedding is projected from."""
+        return self.norm(self.pool(self.encoder(images)).flatten(1))
+
     def image_embedding(self, images: torch.Tensor) -> torch.Tensor:
-        return self.project(self.norm(self.pool(self.encoder(images)).flatten(1)))
+        return self.project(self.image_features(images))
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Logits (N, L, V) for ``tokens`` = ``[<start>, w1, ..., wn]`` (N, L): position t
         predicts the token after ``tokens[:, t]``."""
-        image = self.image_embedding(images).unsqueeze(1)
-        inputs = torch.cat([image, self.embed(tokens)], dim=1)
+        return self.decode(self.image_embedding(images), tokens)
+
+    def decode(self, embedding: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits from an image embedding (N, E) and tokens (N, L)."""
+        inputs = torch.cat([embedding.unsqueeze(1), self.embed(tokens)], dim=1)
         hidden, _ = self.lstm(inputs)
         return self.out(hidden[:, 1:])
 

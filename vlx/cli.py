@@ -7,14 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-METHOD_NAMES = (
-    "gradcam",
-    "counterfactual",
-    "guided-backprop",
-    "deconvolution",
-    "guided-gradcam",
-    "occlusion",
-)
+from vlx.methods import METHODS as METHOD_NAMES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,50 +137,49 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a ShapesWorld (or COCO / VQA v2) model")
-    models = train.add_subparsers(dest="model", metavar="MODEL", required=True)
-    captioner = models.add_parser(
-        "captioner",
-        help="the Show-and-Tell captioner",
-        description="Train the Show-and-Tell captioner; writes OUT and OUT.json (metadata). "
-        "Checkpoints every --checkpoint-every steps; --resume continues from OUT.",
+    trainees = train.add_subparsers(dest="trainee", metavar="MODEL", required=True)
+    captioner = _training_parser(
+        trainees, "captioner", "the Show-and-Tell captioner",
+        data="shapes (default) or coco:CAPTIONS_JSON[,IMAGE_DIR]", steps=6000, eval_images=300,
     )
-    captioner.add_argument(
-        "--data", default="shapes", help="shapes (default) or coco:CAPTIONS_JSON[,IMAGE_DIR]"
-    )
-    captioner.add_argument("--steps", type=int, default=4000, help="optimizer steps (4000)")
-    captioner.add_argument("--batch", type=int, default=32, help="batch size (32)")
-    captioner.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
-    captioner.add_argument("--seed", type=int, default=0, help="random seed (0)")
     captioner.add_argument(
         "--pool", choices=["what-where", "mean"], default="what-where",
         help="image pooling: channel means plus their spatial moments (default) or means only",
     )
-    captioner.add_argument("--checkpoint-every", type=int, default=500)
-    captioner.add_argument("--eval-images", type=int, default=300, help="held-out images scored")
-    captioner.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
-    captioner.add_argument("--resume", action="store_true", help="continue from --out")
-    captioner.add_argument("--device", default="cpu", help="cpu or cuda")
-    captioner.set_defaults(run=_lazy("vlx.commands.train"))
-    vqa = models.add_parser(
-        "vqa",
-        help="a VQA model (LSTM-CNN or hierarchical co-attention)",
-        description="Train a VQA model; writes OUT and OUT.json (metadata). Checkpoints every "
-        "--checkpoint-every steps; --resume continues from OUT.",
+    vqa = _training_parser(
+        trainees, "vqa", "a VQA model (LSTM-CNN or hierarchical co-attention)",
+        data="shapes (default) or vqa2:QUESTIONS_JSON,ANNOTATIONS_JSON,IMAGE_DIR", steps=5000,
+        eval_images=500,
     )
     vqa.add_argument("--model", choices=["lstm-cnn", "coattention"], required=True)
-    vqa.add_argument(
-        "--data", default="shapes", help="shapes (default) or vqa2:QUESTIONS,ANNOTATIONS,IMAGE_DIR"
+
+
+def _training_parser(
+    trainees: argparse._SubParsersAction, name: str, what: str, *, data: str, steps: int,
+    eval_images: int,
+) -> argparse.ArgumentParser:
+    """A ``vlx train NAME`` parser with the options every training command shares."""
+    parser = trainees.add_parser(
+        name,
+        help=what,
+        description=f"Train {what}; writes OUT and OUT.json (seed, data, steps, metrics). "
+        "Checkpoints every --checkpoint-every steps; --resume continues from OUT.",
     )
-    vqa.add_argument("--steps", type=int, default=5000, help="optimizer steps (5000)")
-    vqa.add_argument("--batch", type=int, default=32, help="batch size (32)")
-    vqa.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
-    vqa.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    vqa.add_argument("--checkpoint-every", type=int, default=500)
-    vqa.add_argument("--eval-images", type=int, default=500, help="held-out scenes scored")
-    vqa.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
-    vqa.add_argument("--resume", action="store_true", help="continue from --out")
-    vqa.add_argument("--device", default="cpu", help="cpu or cuda")
-    vqa.set_defaults(run=_lazy("vlx.commands.train"))
+    parser.add_argument("--data", default="shapes", help=data)
+    parser.add_argument("--steps", type=int, default=steps, help=f"optimizer steps ({steps})")
+    parser.add_argument("--batch", type=int, default=32, help="batch size (32)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--checkpoint-every", type=int, default=500, help="steps (500)")
+    parser.add_argument(
+        "--eval-images", type=int, default=eval_images,
+        help=f"held-out scenes scored at the end ({eval_images})",
+    )
+    parser.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
+    parser.add_argument("--resume", action="store_true", help="continue from --out")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.set_defaults(run=_lazy("vlx.commands.train"))
+    return parser
 
 
 def _lazy(module: str) -> Callable[[argparse.Namespace], int]:

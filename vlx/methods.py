@@ -1,17 +1,21 @@
-"""One entry point for every attribution method, so task adapters and the CLI share it."""
+"""One entry point for every attribution method, so task adapters and the CLI share it.
+
+The method names are importable without torch (the CLI's parser uses them); the methods
+themselves are imported when ``explain`` runs.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from vlx.cam import GradCAM, GridFn
 from vlx.errors import InputError
-from vlx.explanation import Explanation
-from vlx.guided import InputGradients, guided_gradcam
-from vlx.occlusion import occlusion
-from vlx.targets import Targets
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from vlx.cam import GridFn
+    from vlx.explanation import Explanation
+    from vlx.targets import Targets
 
 METHODS: tuple[str, ...] = (
     "gradcam",
@@ -46,6 +50,10 @@ def explain(
 ) -> Explanation:
     """Run ``method`` for ``targets`` on ``model(*inputs, **model_kwargs)``."""
     check_methods([method])
+    from vlx.cam import GradCAM
+    from vlx.guided import InputGradients, guided_gradcam
+    from vlx.occlusion import occlusion
+
     kwargs = model_kwargs or {}
     if method in ("gradcam", "counterfactual"):
         with GradCAM(model, layer, to_grid=to_grid) as cam:

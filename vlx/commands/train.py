@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("steps", "batch", "checkpoint_every", "eval_images"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.model == "captioner":
+    if args.trainee == "captioner":
         from vlx.models.captioner_training import CaptionerTraining, train_captioner
 
         options = CaptionerTraining(

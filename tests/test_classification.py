@@ -118,3 +118,31 @@ def test_unknown_model_lists_valid_forms():
         ImageClassifier.load("resnet5O")
     message = str(info.value)
     assert "resnet5O" in message and "resnet50" in message and "hf:PATH" in message
+
+
+def test_hf_convolutional_classifier_is_probed_for_its_last_spatial_layer(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ResNetConfig(
+        num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=4,
+    )
+    torch.manual_seed(0)
+    transformers.ResNetForImageClassification(config).save_pretrained(tmp_path)
+    transformers.ConvNextImageProcessor(size={"shortest_edge": 64}).save_pretrained(tmp_path)
+    hf = ImageClassifier.load(f"hf:{tmp_path}")
+    inputs = hf.prepare([Image.new("RGB", (50, 70), "blue")])
+    assert inputs.shape == (1, 3, 64, 64)
+    e = hf.explain(inputs, "gradcam", targets=[[0, 3]])
+    assert e.layer.startswith("resnet.encoder.stages")
+    # stem stride 4 (64 -> 16), first stage stride 1, second stride 2: an 8 x 8 map
+    assert e.maps.shape == (1, 2, 8, 8) and e.alphas.shape == (1, 2, 16)
+
+
+def test_timm_and_torchvision_models_by_name_warn_about_random_weights():
+    with pytest.warns(UserWarning, match="random weights"):
+        timm_model = ImageClassifier.load("timm:resnet10t")
+    with pytest.warns(UserWarning, match="random weights"):
+        tv_model = ImageClassifier.load("torchvision:resnet18")
+    image = [Image.new("RGB", (64, 64), "green")]
+    for classifier, layer in ((timm_model, "layer4"), (tv_model, "layer4")):
+        e = classifier.explain(classifier.prepare(image), "gradcam", targets=[[1]])
+        assert e.layer == layer and e.maps.shape[:2] == (1, 1)

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_explain(commands)
     _add_caption(commands)
+    _add_vqa(commands)
     _add_train(commands)
     _add_evaluate(commands)
     return parser
@@ -116,23 +117,70 @@ def _add_caption(commands: argparse._SubParsersAction) -> None:
     caption.set_defaults(run=_lazy("vlx.commands.caption"))
 
 
+def _add_vqa(commands: argparse._SubParsersAction) -> None:
+    vqa = commands.add_parser(
+        "vqa",
+        help="answer a question about an image and explain the answers",
+        description="Answer a question with a VQA model and write a figure with one Grad-CAM "
+        "overlay per answer: the predicted one and any forced with --answers (the paper's "
+        "Fig. 12). With no IMAGE, a held-out ShapesWorld scene and one of its questions.",
+    )
+    vqa.add_argument("image", nargs="?", metavar="IMAGE", help="image file")
+    vqa.add_argument("question", nargs="?", metavar="QUESTION", help="the question")
+    vqa.add_argument(
+        "--model", default="coattention",
+        help="coattention (default), lstm-cnn, or a checkpoint from `vlx train vqa`",
+    )
+    vqa.add_argument("--answers", nargs="+", metavar="A", help="answers to force and explain")
+    vqa.add_argument(
+        "--method",
+        type=_methods,
+        default=["gradcam"],
+        help=f"comma-separated methods: {','.join(METHOD_NAMES)} (gradcam)",
+    )
+    vqa.add_argument("--layer", help="layer to explain, e.g. encoder.stages.1")
+    vqa.add_argument("--scene", type=int, default=0, help="ShapesWorld test scene (0)")
+    vqa.add_argument("--out", default="vlx-out", help="output folder (vlx-out)")
+    vqa.add_argument("--device", default="cpu", help="cpu or cuda")
+    vqa.add_argument("--json", action="store_true", help="print a JSON summary")
+    vqa.set_defaults(run=_lazy("vlx.commands.vqa"))
+
+
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="measure explanations against ground truth")
     metrics = evaluate.add_subparsers(dest="metric", metavar="METRIC", required=True)
-    pointing = metrics.add_parser(
-        "pointing",
-        help="the pointing game on held-out ShapesWorld scenes",
-        description="Pointing game (paper Sec. 4.3, 8.1.1): does the map's peak lie on what "
-        "the word refers to? Reports accuracy per word category next to the image-centre and "
+    pointing = _evaluation_parser(
+        metrics, "pointing", "the pointing game on held-out ShapesWorld scenes",
+        "Pointing game (paper Sec. 4.3, 8.1.1): does the map's peak lie on what the word or "
+        "answer refers to? Reports accuracy per category next to the image-centre and "
         "uniform-random-point baselines.",
+        tasks=["caption", "vqa"], images=300,
     )
-    pointing.add_argument("--task", choices=["caption"], required=True)
-    pointing.add_argument("--images", type=int, default=300, help="test scenes (300)")
     pointing.add_argument("--layer", help="layer to explain (default: the model's)")
-    pointing.add_argument("--checkpoint", help="model checkpoint (default: the shipped one)")
-    pointing.add_argument("--device", default="cpu", help="cpu or cuda")
-    pointing.add_argument("--json", action="store_true", help="print JSON")
-    pointing.set_defaults(run=_lazy("vlx.commands.evaluate"))
+    _evaluation_parser(
+        metrics, "faithfulness", "rank correlation with occlusion maps",
+        "Faithfulness (paper Sec. 5.3): Spearman rank correlation of Grad-CAM and of Guided "
+        "Backprop maps with occlusion-sensitivity maps, for the predicted answer.",
+        tasks=["vqa"], images=100,
+    )
+
+
+def _evaluation_parser(
+    metrics: argparse._SubParsersAction, name: str, what: str, description: str, *,
+    tasks: list[str], images: int,
+) -> argparse.ArgumentParser:
+    """A ``vlx evaluate NAME`` parser with the options every evaluation shares."""
+    parser = metrics.add_parser(name, help=what, description=description)
+    parser.add_argument("--task", choices=tasks, required=True)
+    parser.add_argument("--images", type=int, default=images, help=f"test scenes ({images})")
+    parser.add_argument(
+        "--model", default="coattention", help="VQA model: coattention, lstm-cnn or a checkpoint"
+    )
+    parser.add_argument("--checkpoint", help="captioner checkpoint (default: the shipped one)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(run=_lazy("vlx.commands.evaluate"))
+    return parser
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:

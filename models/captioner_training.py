@@ -113,7 +113,8 @@ class CaptionerTraining:
     resume: bool = False
     device: str = "cpu"
     min_count: int = 1
-    pool: str = "what-where"
+    pool: str = "mean"
+    coordinates: bool = True
 
 
 def caption_source(data: str, seed: int) -> CaptionSource:
@@ -149,7 +150,10 @@ def train_captioner(options: CaptionerTraining) -> dict:
         optimizer_state = saved.get("optimizer")
     else:
         vocabulary = Vocabulary.build(source.captions(), min_count=options.min_count)
-        model = ShowAndTell(ShowAndTellConfig(vocab_size=len(vocabulary), pool=options.pool))
+        config = ShowAndTellConfig(
+            vocab_size=len(vocabulary), pool=options.pool, coordinates=options.coordinates
+        )
+        model = ShowAndTell(config)
     model.to(device).train()
     auxiliary = torch.nn.Linear(model.features, len(CONCEPTS)).to(device)
     if "auxiliary" in saved:

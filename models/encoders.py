@@ -48,24 +48,48 @@ class BasicBlock(nn.Module):
 
 
 class ResNetEncoder(nn.Module):
-    """Stem (stride 2) and three basic-block stages (strides 2, 2, 1): (N, C, H/8, W/8)."""
+    """Stem (stride 2) and three basic-block stages (strides 2, 2, 1): (N, C, H/8, W/8).
 
-    def __init__(self, widths: tuple[int, int, int, int] = (32, 48, 96, 128)) -> None:
+    With ``coordinates`` the last stage also sees two channels holding each position's x and
+    y (CoordConv, Liu et al. 2018), so its units can encode *where* as part of *what* ("a
+    triangle on the left"): after global average pooling, position survives in which units
+    fire, and every unit's gradient stays spatially constant, as Grad-CAM's alphas assume.
+    """
+
+    def __init__(
+        self, widths: tuple[int, int, int, int] = (32, 48, 96, 128), coordinates: bool = False
+    ) -> None:
         super().__init__()
         stem, *stages = widths
         self.stem = nn.Sequential(
             nn.Conv2d(3, stem, 3, 2, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)
         )
+        self.coordinates = coordinates
         strides = (2, 2, 1)
         blocks, channels = [], stem
-        for width, stride in zip(stages, strides):
-            blocks.append(BasicBlock(channels, width, stride))
+        for i, (width, stride) in enumerate(zip(stages, strides)):
+            extra = 2 if coordinates and i == len(stages) - 1 else 0
+            blocks.append(BasicBlock(channels + extra, width, stride))
             channels = width
         self.stages = nn.Sequential(*blocks)
         self.channels = channels
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(images))
+        x = self.stem(images)
+        for block in self.stages[:-1]:
+            x = block(x)
+        if self.coordinates:
+            x = torch.cat([x, coordinate_channels(x)], dim=1)
+        return self.stages[-1](x)
+
+
+def coordinate_channels(features: torch.Tensor) -> torch.Tensor:
+    """(N, 2, h, w): x and y in [-1, 1] at every position of ``features``."""
+    n, _, h, w = features.shape
+    ys = torch.linspace(-1, 1, h, device=features.device, dtype=features.dtype)
+    xs = torch.linspace(-1, 1, w, device=features.device, dtype=features.dtype)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y]).expand(n, -1, -1, -1)
 
 
 class WhatWherePool(nn.Module):

@@ -15,7 +15,7 @@ from vlx.models.encoders import ResNetEncoder, WhatWherePool
 from vlx.text import Vocabulary
 
 EXPLAINED_LAYER = "encoder.stages.2"
-POOLS = ("what-where", "mean")
+POOLS = ("mean", "what-where")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class ShowAndTellConfig:
     hidden: int = 256
     widths: tuple[int, int, int, int] = (24, 32, 64, 96)
     max_length: int = 32
-    pool: str = "what-where"
+    pool: str = "mean"
+    coordinates: bool = True
 
 
 class ShowAndTell(nn.Module):
@@ -36,8 +37,11 @@ class ShowAndTell(nn.Module):
         if config.pool not in POOLS:
             raise ValueError(f"unknown pool {config.pool!r}; valid: {', '.join(POOLS)}")
         self.config = config
-        self.encoder = ResNetEncoder(config.widths)
-        # "mean" is plain global average pooling, kept to measure what the moments add
+        self.encoder = ResNetEncoder(config.widths, coordinates=config.coordinates)
+        # Global average pooling keeps every unit's gradient spatially constant, which is what
+        # Grad-CAM's alphas (spatial means of gradients) capture; "what-where" adds spatial
+        # moments whose gradients vary in space and are averaged away by Grad-CAM (see
+        # examples/caption_localization.py for the measured difference).
         self.pool = WhatWherePool() if config.pool == "what-where" else nn.AdaptiveAvgPool2d(1)
         pooled = 3 if config.pool == "what-where" else 1
         # Objects cover a few percent of the image, so their channels' means are tiny next to

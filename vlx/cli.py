@@ -191,8 +191,12 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         data="shapes (default) or coco:CAPTIONS_JSON[,IMAGE_DIR]", steps=6000, eval_images=300,
     )
     captioner.add_argument(
-        "--pool", choices=["what-where", "mean"], default="what-where",
-        help="image pooling: channel means plus their spatial moments (default) or means only",
+        "--pool", choices=["mean", "what-where"], default="mean",
+        help="image pooling: global average (default) or averages plus spatial moments",
+    )
+    captioner.add_argument(
+        "--no-coordinates", dest="coordinates", action="store_false",
+        help="do not give the last encoder stage x/y coordinate channels",
     )
     vqa = _training_parser(
         trainees, "vqa", "a VQA model (LSTM-CNN or hierarchical co-attention)",

@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
             out=Path(args.out), data=args.data, steps=args.steps, batch=args.batch, lr=args.lr,
             seed=args.seed, checkpoint_every=args.checkpoint_every,
             eval_images=args.eval_images, resume=args.resume, device=str(device), pool=args.pool,
+            coordinates=args.coordinates,
         )
         metrics = train_captioner(options)
     else:

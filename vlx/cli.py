@@ -110,6 +110,11 @@ def _add_caption(commands: argparse._SubParsersAction) -> None:
     )
     caption.add_argument("--layer", help="layer to explain (default: the encoder's output)")
     caption.add_argument("--checkpoint", help="captioner checkpoint (default: the shipped one)")
+    caption.add_argument(
+        "--model", default="shapes",
+        help="shapes (default: the ShapesWorld captioner, or --checkpoint) or hf:PATH "
+        "(a VisionEncoderDecoder or BLIP save_pretrained directory with its processor)",
+    )
     caption.add_argument("--scene", type=int, default=0, help="ShapesWorld test scene (0)")
     caption.add_argument("--out", default="vlx-out", help="output folder (vlx-out)")
     caption.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -129,7 +134,8 @@ def _add_vqa(commands: argparse._SubParsersAction) -> None:
     vqa.add_argument("question", nargs="?", metavar="QUESTION", help="the question")
     vqa.add_argument(
         "--model", default="coattention",
-        help="coattention (default), lstm-cnn, or a checkpoint from `vlx train vqa`",
+        help="coattention (default), lstm-cnn, a checkpoint from `vlx train vqa`, or hf:PATH "
+        "(a ViLT or BLIP save_pretrained directory with its processor)",
     )
     vqa.add_argument("--answers", nargs="+", metavar="A", help="answers to force and explain")
     vqa.add_argument(
@@ -188,7 +194,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     trainees = train.add_subparsers(dest="trainee", metavar="MODEL", required=True)
     captioner = _training_parser(
         trainees, "captioner", "the Show-and-Tell captioner",
-        data="shapes (default) or coco:CAPTIONS_JSON[,IMAGE_DIR]", steps=6000, eval_images=300,
+        data="shapes (default) or coco:CAPTIONS_JSON[,IMAGE_DIR]", steps=10000, eval_images=300,
     )
     captioner.add_argument(
         "--pool", choices=["mean", "what-where"], default="mean",

@@ -9,10 +9,10 @@ from PIL import Image
 
 from vlx.cli import print_json
 from vlx.commands.explain import resolve_device, slug
+from vlx.commands.figures import write_figures
 from vlx.errors import InputError
 from vlx.images import load_image
 from vlx.methods import check_methods
-from vlx.render import explanation_picture, grid, save_png
 from vlx.tasks.captioning import WHOLE_CAPTION, Captioner
 
 
@@ -24,7 +24,12 @@ def run(args: argparse.Namespace) -> int:
     if args.caption is not None and not args.caption.strip():
         raise InputError("--caption is empty; give the words to explain")
     image, name = _image(args)
-    captioner = Captioner.load(args.checkpoint, device)
+    if args.model == "shapes":
+        captioner = Captioner.load(args.checkpoint, device)
+    else:
+        from vlx.tasks.hf_loading import hf_directory, load_hf_captioner
+
+        captioner = load_hf_captioner(hf_directory(args.model), device)
     if args.layer:
         from vlx.layers import named_layer
 
@@ -45,26 +50,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     labels = [words[p] for p in positions] + ([WHOLE_CAPTION] if args.whole else [])
     places = positions + ([len(words)] if args.whole else [])
-    size = (image.height, image.width)
+    scores = explanations[args.method[0]].scores[0].tolist()
     entries = [
-        {"position": p, "word": label, "files": []} for p, label in zip(places, labels)
+        {"position": p, "word": label, "log_prob": score}
+        for p, label, score in zip(places, labels, scores)
     ]
-    files = []
-    for method, explanation in explanations.items():
-        panels = [("input", image)]
-        peaks = explanation.peaks(size)
-        for t, entry in enumerate(entries):
-            panels.append((entry["word"], explanation_picture(explanation, 0, t, image)))
-            entry.setdefault("log_prob", float(explanation.scores[0, t]))
-            entry.setdefault("peaks", {})[method] = peaks[0, t].tolist()
-        text = ("caption: " if args.caption is not None else "generated: ") + " ".join(words)
-        figure = grid(panels, columns=min(len(panels), 6), caption=text, panel_size=160)
-        file = save_png(figure, out / f"{slug(name)}_{method}_words.png")
-        files.append(str(file))
-        for entry in entries:
-            entry["files"].append(str(file))
-    for entry in entries:
-        entry["peak"] = entry["peaks"][args.method[0]]
+    files = write_figures(
+        explanations, image, entries, label=lambda entry: entry["word"],
+        caption=("caption: " if args.caption is not None else "generated: ") + " ".join(words),
+        path=lambda method: out / f"{slug(name)}_{method}_words.png", columns=6, panel_size=160,
+    )
     summary = {
         "command": "caption",
         "image": name,

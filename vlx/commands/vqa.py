@@ -9,10 +9,10 @@ from PIL import Image
 
 from vlx.cli import print_json
 from vlx.commands.explain import resolve_device, slug
+from vlx.commands.figures import write_figures
 from vlx.errors import InputError
 from vlx.images import load_image
 from vlx.methods import check_methods
-from vlx.render import explanation_picture, grid, save_png
 from vlx.tasks.vqa import VisualQA
 
 
@@ -20,7 +20,12 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     check_methods(args.method)
     image, question, name = _inputs(args)
-    vqa = VisualQA.load(args.model, device)
+    if args.model.startswith("hf:"):
+        from vlx.tasks.hf_loading import hf_directory, load_hf_vqa
+
+        vqa = load_hf_vqa(hf_directory(args.model), device)
+    else:
+        vqa = VisualQA.load(args.model, device)
     if args.layer:
         from vlx.layers import named_layer
 
@@ -33,30 +38,19 @@ def run(args: argparse.Namespace) -> int:
     explanations = {m: vqa.explain(inputs, questions, [targets], m, args.layer) for m in args.method}
 
     out = Path(args.out)
-    size = (image.height, image.width)
     probabilities = vqa.probabilities(inputs, questions)[0].tolist()
+    scores = explanations[args.method[0]].scores[0].tolist()
     entries = [
         {"answer": vqa.answers[i], "index": i, "forced": i in forced,
-         "probability": probabilities[i], "peaks": {}, "files": []}
-        for i in targets
+         "probability": probabilities[i], "score": score}
+        for i, score in zip(targets, scores)
     ]
-    files = []
-    for method, explanation in explanations.items():
-        peaks = explanation.peaks(size)
-        panels = [("input", image)]
-        for t, entry in enumerate(entries):
-            entry.setdefault("score", float(explanation.scores[0, t]))
-            entry["peaks"][method] = peaks[0, t].tolist()
-            label = f"{entry['answer']} ({entry['probability']:.2f})"
-            panels.append((label, explanation_picture(explanation, 0, t, image)))
-        figure = grid(panels, columns=min(len(panels), 5), caption=f"Q: {question}",
-                      panel_size=180)
-        file = save_png(figure, out / f"{slug(name)}_{method}_answers.png")
-        files.append(str(file))
-        for entry in entries:
-            entry["files"].append(str(file))
-    for entry in entries:
-        entry["peak"] = entry["peaks"][args.method[0]]
+    files = write_figures(
+        explanations, image, entries,
+        label=lambda entry: f"{entry['answer']} ({entry['probability']:.2f})",
+        caption=f"Q: {question}", path=lambda method: out / f"{slug(name)}_{method}_answers.png",
+        columns=5, panel_size=180,
+    )
     summary = {
         "command": "vqa",
         "image": name,

@@ -60,6 +60,11 @@ class VisualQA:
     def load(cls, model: str = "coattention", device: str = "cpu") -> VisualQA:
         """A shipped model by name (``coattention``, ``lstm-cnn``) or a checkpoint path."""
         path = checkpoint_path(SHIPPED[model]) if model in SHIPPED else Path(model)
+        if model in SHIPPED and not path.is_file():
+            raise InputError(
+                f"the shipped {model} VQA checkpoint is not in this install; train it with "
+                f"`vlx train vqa --model {model} --out {path}` or pass a checkpoint file"
+            )
         if not path.is_file():
             valid = ", ".join(SHIPPED)
             raise InputError(f"unknown VQA model {model!r}; valid: {valid}, or a checkpoint file")

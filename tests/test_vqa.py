@@ -10,12 +10,16 @@ import torch
 from PIL import Image
 
 from vlx.cli import main
-from vlx.data.shapes import SPLITS, ShapesWorld
+from vlx.data.shapes import ANSWERS, SPLITS, ShapesWorld
 from vlx.errors import InputError
-from vlx.models.vqa_training import vqa_accuracy
+from vlx.models.coattention import CoAttention
+from vlx.models.vqa_lstm_cnn import VQALSTMCNN
 from vlx.tasks.vqa import VisualQA, vqa_faithfulness, vqa_pointing
+from vlx.text import Vocabulary
+from vlx.training import save_checkpoint
 
 TEST = SPLITS["test"][0]
+MODELS = {"coattention": CoAttention, "lstm-cnn": VQALSTMCNN}
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +27,31 @@ def world() -> ShapesWorld:
     return ShapesWorld(seed=0)
 
 
-@pytest.fixture(scope="module", params=["coattention", "lstm-cnn"])
-def vqa(request) -> VisualQA:
-    return VisualQA.load(request.param)
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, world) -> dict[str, Path]:
+    """Untrained models of both architectures, saved as `vlx train vqa` saves them: the
+    adapter's mechanics do not depend on what the weights learned. (The shipped checkpoints'
+    quality is tested in tests/test_vqa_models.py once they are trained.)"""
+    folder = tmp_path_factory.mktemp("vqa")
+    questions = [q.text for i in range(200) for q in world.scene(i).questions()]
+    vocabulary = Vocabulary.build(questions)
+    paths = {}
+    for name, cls in MODELS.items():
+        torch.manual_seed(0)
+        model = cls(cls.config_class(vocab_size=len(vocabulary), answers=len(ANSWERS))).eval()
+        paths[name] = save_checkpoint(folder / f"{name}.pt", model.checkpoint(vocabulary, ANSWERS),
+                                      {"data": "shapes"})
+    return paths
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def vqa(request, checkpoints) -> VisualQA:
+    return VisualQA.load(str(checkpoints[request.param]))
 
 
 @pytest.fixture(scope="module")
-def coattention() -> VisualQA:
-    return VisualQA.load("coattention")
+def coattention(checkpoints) -> VisualQA:
+    return VisualQA.load(str(checkpoints["coattention"]))
 
 
 def _colour_question(world: ShapesWorld, offset: int = 0):
@@ -70,28 +91,6 @@ def test_bad_questions_and_answers_are_clear_errors(coattention):
         coattention.answer_index("reed")
 
 
-def test_shipped_models_answer_held_out_questions(world):
-    coattention, lstm_cnn = VisualQA.load("coattention"), VisualQA.load("lstm-cnn")
-    co = vqa_accuracy(coattention.model, coattention.questions, coattention.answers, world, 40)
-    lc = vqa_accuracy(lstm_cnn.model, lstm_cnn.questions, lstm_cnn.answers, world, 40)
-    for kind in ("colour", "shape"):
-        assert co["accuracy_by_kind"][kind] >= 0.9, co
-    assert co["yes_no_accuracy"] >= 0.9, co
-    assert co["accuracy"] >= lc["accuracy"] - 0.02, (co, lc)
-
-
-def test_coattention_points_at_the_object_asked_about(coattention, world):
-    result = vqa_pointing(coattention, world, TEST, 30, progress=False)
-    for kind in ("colour", "shape"):
-        assert result[kind]["accuracy"] >= 0.8, result
-        assert result[kind]["accuracy"] > 5 * result[kind]["random"]
-
-
-def test_gradcam_is_more_faithful_than_guided_backprop(coattention, world):
-    result = vqa_faithfulness(coattention, world, TEST, 12, progress=False)
-    assert result["gradcam"]["rank_correlation"] > result["guided-backprop"]["rank_correlation"]
-
-
 @pytest.mark.parametrize(("layer", "side"), [("encoder.stages.0", 32), ("encoder.stages.1", 16)])
 def test_coattention_is_explainable_at_several_stages(coattention, world, layer, side):
     scene, question = _colour_question(world)
@@ -100,9 +99,20 @@ def test_coattention_is_explainable_at_several_stages(coattention, world, layer,
     assert e.maps.shape == (1, 2, side, side) and e.layer == layer
 
 
-def test_vqa_cli_json(tmp_path, capsys):
+def test_pointing_and_faithfulness_report_every_kind(coattention, world):
+    pointing = vqa_pointing(coattention, world, TEST, 3, progress=False)
+    assert set(pointing) == {"colour", "shape"}
+    for row in pointing.values():
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["answered"] <= 1 and row["count"] > 0
+    faithfulness = vqa_faithfulness(coattention, world, TEST, 2, progress=False)
+    assert set(faithfulness) == {"gradcam", "guided-backprop"}
+    assert all(-1 <= row["rank_correlation"] <= 1 for row in faithfulness.values())
+
+
+def test_vqa_cli_json(tmp_path, capsys, checkpoints):
     out = tmp_path / "out"
-    code = main(["vqa", "--answers", "red", "yellow", "--json", "--out", str(out),
+    code = main(["vqa", "--model", str(checkpoints["coattention"]), "--answers", "red", "yellow",
+                 "--json", "--out", str(out),
                  "--method", "gradcam,guided-gradcam"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -115,11 +125,11 @@ def test_vqa_cli_json(tmp_path, capsys):
     assert all(Path(f).is_file() for f in summary["files"]) and len(summary["files"]) == 2
 
 
-def test_vqa_cli_own_image_and_lstm_cnn(tmp_path, capsys, world):
+def test_vqa_cli_own_image_and_lstm_cnn(tmp_path, capsys, world, checkpoints):
     scene, question = _colour_question(world, 7)
     image = tmp_path / "scene.png"
     Image.fromarray(scene.image).save(image)
-    code = main(["vqa", str(image), question.text.upper(), "--model", "lstm-cnn", "--json",
+    code = main(["vqa", str(image), question.text.upper(), "--model", str(checkpoints["lstm-cnn"]), "--json",
                  "--out", str(tmp_path / "o")])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["question"] == question.text.upper()
@@ -135,16 +145,18 @@ def test_vqa_cli_own_image_and_lstm_cnn(tmp_path, capsys, world):
         (["--scene", "99999999"], "--scene"),
     ],
 )
-def test_vqa_cli_bad_input_exits_2(argv, named, tmp_path, capsys):
+def test_vqa_cli_bad_input_exits_2(argv, named, tmp_path, capsys, checkpoints):
     out = tmp_path / "out"
-    assert main(["vqa", *argv, "--out", str(out)]) == 2
+    model = [] if "--model" in argv else ["--model", str(checkpoints["coattention"])]
+    assert main(["vqa", *argv, *model, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert named in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
 
 
-def test_vqa_cli_image_without_question(tmp_path, capsys):
+def test_vqa_cli_image_without_question(tmp_path, capsys, checkpoints):
     image = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(image)
-    assert main(["vqa", str(image), "--out", str(tmp_path / "o")]) == 2
+    assert main(["vqa", str(image), "--model", str(checkpoints["coattention"]),
+                 "--out", str(tmp_path / "o")]) == 2
     assert "QUESTION" in capsys.readouterr().err

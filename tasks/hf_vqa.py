@@ -9,7 +9,6 @@ answer); its ``answers`` are the texts asked about or generated so far.
 
 from __future__ import annotations
 
-import difflib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import replace
@@ -25,7 +24,7 @@ from vlx.layers import TokenGrid, last_module_named
 from vlx.methods import explain
 from vlx.tasks.hf_grid import PatchGrid, last_block, patch_grids
 from vlx.tasks.hf_text import group_tokens, split_words, tokenize_words, unknown_units
-from vlx.tasks.vqa import Answer
+from vlx.tasks.vqa import Answer, unanswerable
 
 
 class HFVisualQA(ABC):
@@ -217,9 +216,7 @@ class ViltVQA(HFVisualQA):
         wanted = " ".join(answer.lower().split())
         if wanted in self._index:
             return self._index[wanted]
-        close = difflib.get_close_matches(wanted, list(self._index), n=5, cutoff=0.3)
-        hint = ", ".join(close) if close else ", ".join(self.answers[:10]) + ", ..."
-        raise InputError(f"the model cannot answer {answer!r}; closest answers: {hint}")
+        raise unanswerable(answer, wanted, list(self._index))
 
     def explain(
         self,

@@ -31,6 +31,13 @@ from vlx.training import load_checkpoint
 SHIPPED = {"coattention": "vqa_coattention_shapes", "lstm-cnn": "vqa_lstm_cnn_shapes"}
 
 
+def unanswerable(answer: str, wanted: str, answers: Sequence[str]) -> InputError:
+    """The error for an answer a model cannot give, naming the closest ones it can."""
+    close = difflib.get_close_matches(wanted, list(answers), n=5, cutoff=0.3)
+    hint = ", ".join(close) if close else ", ".join(answers[:10]) + ", ..."
+    return InputError(f"the model cannot answer {answer!r}; closest answers: {hint}")
+
+
 @dataclass(frozen=True)
 class Answer:
     index: int
@@ -113,9 +120,7 @@ class VisualQA:
         wanted = " ".join(tokenize(answer)) or answer.strip().lower()
         if wanted in self.answers:
             return self.answers.index(wanted)
-        close = difflib.get_close_matches(wanted, self.answers, n=5, cutoff=0.3)
-        hint = ", ".join(close) if close else ", ".join(self.answers[:10]) + ", ..."
-        raise InputError(f"the model cannot answer {answer!r}; closest answers: {hint}")
+        raise unanswerable(answer, wanted, self.answers)
 
     def explain(
         self,

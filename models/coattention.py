@@ -114,9 +114,10 @@ class CoAttention(VQAModel):
         super().__init__(config)
         d, hidden = config.d, config.hidden
         self.encoder = ResNetEncoder(config.widths)
-        # Region features plus their (x, y) centre: the pooled attended vector keeps where the
-        # attention lay, which "is A left of B" needs.
-        self.regions = nn.Linear(self.encoder.channels + 2, d)
+        self.regions = nn.Linear(self.encoder.channels, d)
+        # Each region's (x, y), embedded linearly and added outside the tanh: an attended vector
+        # then holds exactly where its level looked, which "is A left of B" compares.
+        self.where = nn.Linear(2, d, bias=False)
         self.embed = nn.Embedding(config.vocab_size, d, padding_idx=0)
         self.phrases = PhraseFeatures(d)
         self.lstm = nn.LSTM(d, d, batch_first=True)
@@ -128,9 +129,9 @@ class CoAttention(VQAModel):
         self.out = nn.Linear(hidden, config.answers)
 
     def image_code(self, feature_map: torch.Tensor) -> torch.Tensor:
-        """Regions (N, R, d): each position of the map with its coordinates."""
-        where = torch.cat([feature_map, coordinate_channels(feature_map)], dim=1)
-        return torch.tanh(self.regions(where.flatten(2).transpose(1, 2)))
+        """Regions (N, R, d): each position of the map, projected, plus its place."""
+        what = torch.tanh(self.regions(feature_map.flatten(2).transpose(1, 2)))
+        return what + self.where(coordinate_channels(feature_map).flatten(2).transpose(1, 2))
 
     def levels(
         self, regions: torch.Tensor, questions: torch.Tensor, rows: torch.Tensor | None = None

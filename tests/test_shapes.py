@@ -345,3 +345,26 @@ def test_grounded_words_cover_the_caption_vocabulary(scenes: list[Scene]) -> Non
     for scene in scenes:
         for token in scene.caption_grounding():
             assert (token.word in GROUNDED_WORDS) == (token.category is not None)
+
+
+def test_forced_background_keeps_the_objects() -> None:
+    world = ShapesWorld(seed=3, image_size=64)
+    for index in range(20):
+        plain = world.scene(index)
+        for background in BACKGROUNDS:
+            forced = world.scene(index, background=background)
+            assert forced.background == background
+            assert [(o.shape, o.colour, o.box) for o in forced.objects] == [
+                (o.shape, o.colour, o.box) for o in plain.objects
+            ]
+            covered = ~plain.background_mask()
+            assert np.array_equal(forced.image[covered], plain.image[covered])
+            if background == plain.background:
+                continue
+            tones = np.unique(forced.image[~covered].reshape(-1, 3), axis=0)
+            assert len(tones) == (1 if background == "plain" else 2)
+        assert world.scene(index, background="dotted").image.tobytes() == (
+            world.scene(index, background="dotted").image.tobytes()
+        )
+    with pytest.raises(ValueError, match="unknown background 'stripy'; valid: plain, striped"):
+        world.scene(0, background="stripy")

@@ -67,6 +67,7 @@ _CATEGORY = MappingProxyType(
     }
 )
 _QUESTION_STREAM = 1  # third seed word: question choices never share the image's stream
+_BACKGROUND_STREAM = 2  # a background forced by ``ShapesWorld.scene(..., background=)``
 # The straight edge of the star from an outer point (radius 1, angle 0) to the next inner point
 # (radius _STAR_INNER, angle pi/5), in polar form r(phi) = d_y / (d_y cos phi - d_x sin phi).
 _STAR_INNER = 0.45
@@ -331,21 +332,35 @@ class ShapesWorld:
         if not 0.0 <= self.textured_fraction <= 1.0:
             raise ValueError(f"textured_fraction must be in [0, 1], got {self.textured_fraction!r}")
 
-    def scene(self, index: int) -> Scene:
-        """Generate scene ``index`` (deterministic, independent of any other index)."""
+    def scene(self, index: int, background: str | None = None) -> Scene:
+        """Generate scene ``index`` (deterministic, independent of any other index).
+
+        ``background`` (one of ``BACKGROUNDS``) redraws the scene on that background, with
+        the same objects in the same places: the same scene with only its context changed,
+        as a dataset-bias experiment needs (a texture that always comes with one class).
+        """
         if not (isinstance(index, (int, np.integer)) and index >= 0):
             raise ValueError(f"index must be a non-negative int, got {index!r}")
+        if background is not None and background not in BACKGROUNDS:
+            raise ValueError(
+                f"unknown background {background!r}; valid: {', '.join(BACKGROUNDS)}"
+            )
         index = int(index)
         rng = np.random.default_rng([self.seed, index])
         n = self.image_size
         scale = n / 128
         n_objects = int(rng.integers(self.min_objects, self.max_objects + 1))
         if rng.random() < self.textured_fraction:
-            background = TEXTURES[rng.integers(len(TEXTURES))]
+            drawn = TEXTURES[rng.integers(len(TEXTURES))]
         else:
-            background = "plain"
-        image = _background(rng, background, n, scale)
+            drawn = "plain"
+        image = _background(rng, drawn, n, scale)  # drawn even when forced: same objects
         objects = _place_objects(rng, n_objects, n, scale)
+        if background is None:
+            background = drawn
+        else:
+            forced = np.random.default_rng([self.seed, index, _BACKGROUND_STREAM])
+            image = _background(forced, background, n, scale)
         for obj in objects:
             jitter = rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3)
             rgb = np.clip(np.array(COLOUR_RGB[obj.colour]) + jitter, 0, 255).astype(np.uint8)

@@ -125,3 +125,22 @@ def test_per_target_explanations_read_the_alphas_of_each_target() -> None:
 def test_ranked_unit_name_uses_the_threshold() -> None:
     assert RankedUnit(9, 0.1, "shape", "cross", 0.06).name == "cross"
     assert RankedUnit(9, 0.1, "shape", "cross", 0.0).name == "unnamed unit 9"
+
+
+def test_figure_draws_image_overlay_and_one_bar_per_unit_in_its_colour() -> None:
+    import numpy as np
+
+    from vlx.render import INHIBITIVE_RGB, PERSUASIVE_RGB, textual_figure
+
+    text = textual_explanation(ALPHAS, NAMES, "red", k=5)
+    image = np.full((32, 32, 3), 255, dtype=np.uint8)
+    figure = np.asarray(textual_figure(image, np.zeros((32, 32, 3), np.uint8), text, panel_size=64))
+    # Image and overlay are scaled to the panel size: the black overlay fills a 64 x 64 tile.
+    assert (figure[26:90, 76:140] == 0).all()
+    # Bars: one row per unit; the longest bar (|alpha| 0.9) is 110 px, the bar for 0.1 12 px.
+    green = (figure == PERSUASIVE_RGB).all(axis=-1)
+    red = (figure == INHIBITIVE_RGB).all(axis=-1)
+    green_rows = [row.sum() for row in green if row.any()]
+    assert max(green_rows) == 111 and min(green_rows) == 13  # rectangle includes both ends
+    assert len({r for r, row in enumerate(green) if row.any()}) == 4 * 13  # 4 bars, 13 px high
+    assert len({r for r, row in enumerate(red) if row.any()}) == 3 * 13

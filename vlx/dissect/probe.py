@@ -1,0 +1,80 @@
+"""Probe sets by name: a ShapesWorld probe written once in the Broden format, or a Broden
+directory. Both are read by ``BrodenProbe``, so there is one code path for both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from vlx.dissect.broden import BrodenProbe, Label, ProbeRecord, write_broden
+from vlx.dissect.cache import cache_name, cache_root
+from vlx.errors import InputError
+
+SHAPES_PROBE = "shapes"
+SHAPES_PROBE_SIZE = 200
+"""Images in the default ShapesWorld probe: enough for stable names of the shipped models'
+units, few enough to dissect in seconds on a CPU."""
+SHAPES_SPLIT = "test"
+SHAPES_CATEGORIES = ("colour", "shape", "texture")
+
+
+def load_probe(spec: str = SHAPES_PROBE, size: int | None = None) -> BrodenProbe:
+    """``"shapes"``: the first ``size`` (default 200) held-out ShapesWorld scenes, written
+    to the cache once; anything else: a Broden directory (its first ``size`` images)."""
+    if spec == SHAPES_PROBE:
+        count = SHAPES_PROBE_SIZE if size is None else size
+        if count < 1:
+            raise InputError(f"the shapes probe needs at least 1 image, got {count}")
+        directory = cache_root() / "probes" / cache_name("shapes", SHAPES_SPLIT, count)
+        if not (directory / "index.csv").is_file():
+            try:
+                write_shapes_probe(directory, count)
+            except OSError:
+                if not (directory / "index.csv").is_file():
+                    raise
+                # another process finished the same probe first: use theirs
+        return BrodenProbe(directory, name=f"{SHAPES_PROBE}:{count}")
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise InputError(
+            f"probe {spec!r} is neither {SHAPES_PROBE!r} nor a Broden directory "
+            "(a folder with index.csv, label.csv, category.csv, c_*.csv and images/)"
+        )
+    return BrodenProbe(path, size=size, name=str(path.resolve()) + (f":{size}" if size else ""))
+
+
+def shapes_labels() -> list[Label]:
+    """The ShapesWorld concepts with global Broden numbers: colours, then shapes, then
+    textures, each in ``vlx.data.shapes`` order (so ``concept_maps`` codes map by offset)."""
+    from vlx.data.shapes import COLOURS, SHAPES, TEXTURES
+
+    labels, number = [], 1
+    for category, names in zip(SHAPES_CATEGORIES, (COLOURS, SHAPES, TEXTURES)):
+        for name in names:
+            labels.append(Label(number, name, category))
+            number += 1
+    return labels
+
+
+def write_shapes_probe(
+    directory: str | Path, count: int, seed: int = 0, split: str = SHAPES_SPLIT
+) -> Path:
+    """Write ``count`` ShapesWorld scenes of ``split`` as a Broden probe at full resolution:
+    pixel labels for colour and shape (the objects) and texture (the uncovered background;
+    a plain background leaves the texture category unlabelled on that image)."""
+    from vlx.data.shapes import SPLITS, ShapesWorld
+
+    start, length = SPLITS[split]
+    if not 0 < count <= length:
+        raise InputError(f"a {split} probe holds 1..{length} images, got {count}")
+    offsets = {}
+    for label in shapes_labels():
+        offsets.setdefault(label.category, label.number - 1)
+
+    def records() -> Iterator[ProbeRecord]:
+        for scene in ShapesWorld(seed=seed).scenes(start, count):
+            maps = scene.concept_maps()
+            labels = {c: (maps[c] > 0) * (maps[c] + offsets[c]) for c in SHAPES_CATEGORIES}
+            yield ProbeRecord(scene.image, labels)
+
+    return write_broden(directory, SHAPES_CATEGORIES, shapes_labels(), records())

@@ -14,7 +14,9 @@ import platform
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,15 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any], metadata: dict[st
         "python": platform.python_version(),
     }
     text = json.dumps(info, indent=2, sort_keys=True) + "\n"
-    _atomic(metadata_path(path), lambda stream: stream.write(text.encode()))
+    write_text_atomic(metadata_path(path), text)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a text file (a results table, a report) so a crash never leaves half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic(path, lambda stream: stream.write(text.encode()))
     return path
 
 
@@ -63,6 +73,70 @@ def cosine_lr(step: int, steps: int, peak: float, warmup: int = 100, floor: floa
         return peak * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, steps - warmup))
     return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class TrainingOptions:
+    """What every ``vlx train MODEL`` command takes."""
+
+    out: Path
+    data: str = "shapes"
+    steps: int = 4000
+    batch: int = 32
+    lr: float = 2e-3
+    seed: int = 0
+    checkpoint_every: int = 500
+    eval_images: int = 300
+    resume: bool = False
+    device: str = "cpu"
+
+
+def resumed_adam(
+    parameters: list[torch.nn.Parameter], lr: float, state: dict | None, start: int
+) -> torch.optim.Adam:
+    """Adam over ``parameters``, with the saved state of a resumed run where there is one."""
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    if state is not None:
+        optimizer.load_state_dict(state)
+    elif start:
+        warnings.warn(
+            "the checkpoint has no optimizer state; resuming with a fresh optimizer", stacklevel=3
+        )
+    return optimizer
+
+
+def optimise(
+    options: TrainingOptions,
+    optimizer: torch.optim.Optimizer,
+    clipped: list[torch.nn.Parameter],
+    start: int,
+    step_loss: Callable[[int], torch.Tensor],
+    checkpoint: Callable[[int, float], None],
+    description: str,
+) -> float:
+    """Steps ``start..options.steps-1`` of the cosine schedule: ``step_loss(step)`` gives the
+    loss, gradients of ``clipped`` are clipped to norm 5, and ``checkpoint(done, loss)`` runs
+    every ``checkpoint_every`` steps before the last. Returns the mean of the last 100 losses."""
+    losses: list[float] = []
+    for step in progress(start, options.steps, description):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, options.steps, options.lr)
+        loss = step_loss(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(clipped, 5.0)
+        optimizer.step()
+        losses.append(loss.item())
+        done = step + 1
+        if done % options.checkpoint_every == 0 and done < options.steps:
+            checkpoint(done, recent_mean(losses))
+    return recent_mean(losses)
+
+
+def recent_mean(values: list[float], last: int = 100) -> float:
+    """Mean of the last ``last`` values (NaN for none): the loss a checkpoint reports."""
+    tail = values[-last:]
+    return sum(tail) / len(tail) if tail else float("nan")
 
 
 def progress(start: int, steps: int, description: str) -> Iterator[int]:

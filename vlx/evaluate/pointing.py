@@ -71,3 +71,59 @@ class PointingTally:
             for category, total in sorted(self.count.items())
             if total
         }
+
+
+OUTCOMES = ("hit", "miss", "false_alarm", "correct_rejection")
+
+
+def rejection_outcomes(
+    maps: torch.Tensor, masks: torch.Tensor, present: torch.Tensor, threshold: float
+) -> list[str]:
+    """The pointing game with rejection (paper Appendix D) for the K top classes of one image.
+
+    ``maps`` (K, h, w) are raw maps (before normalisation), ``masks`` (K, H, W) the true
+    regions (ignored where the class is absent) and ``present`` (K,) bool whether each class
+    is in the image. A map whose maximum is under ``threshold`` rejects its class: correctly
+    when the class is absent, a miss when it is present; a map that does not reject scores a
+    hit when its peak lies in a present class's mask, and a false alarm for an absent class.
+    """
+    if not (maps.shape[0] == masks.shape[0] == present.shape[0]):
+        raise ValueError(
+            f"maps {tuple(maps.shape)}, masks {tuple(masks.shape)} and present "
+            f"{tuple(present.shape)} differ in K"
+        )
+    accepted = maps.flatten(-2).amax(dim=-1) >= threshold
+    hits = pointing_hits(maps[None], masks[None].bool())[0]
+    outcomes = []
+    for k in range(maps.shape[0]):
+        if bool(present[k]):
+            outcomes.append("hit" if bool(accepted[k]) and bool(hits[k]) else "miss")
+        else:
+            outcomes.append("false_alarm" if bool(accepted[k]) else "correct_rejection")
+    return outcomes
+
+
+@dataclass
+class RejectionTally:
+    """Outcomes of the pointing game with rejection at one threshold, over a dataset.
+
+    Accuracy counts hits and correct rejections over every scored (image, class) pair,
+    present or absent, as the paper reports it.
+    """
+
+    threshold: float
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+
+    def add(self, maps: torch.Tensor, masks: torch.Tensor, present: torch.Tensor) -> None:
+        """Score one image's K classes (see ``rejection_outcomes``)."""
+        for outcome in rejection_outcomes(maps, masks, present, self.threshold):
+            self.counts[outcome] += 1
+
+    def summary(self) -> dict[str, float]:
+        """Accuracy, the threshold, and the count of each outcome."""
+        total = sum(self.counts.values())
+        if not total:
+            raise ValueError("no classes were scored")
+        correct = self.counts["hit"] + self.counts["correct_rejection"]
+        return {"accuracy": correct / total, "threshold": self.threshold, "count": total,
+                **self.counts}

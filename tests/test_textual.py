@@ -65,15 +65,21 @@ def test_ties_keep_unit_order() -> None:
 def test_sentence_names_units_with_their_iou() -> None:
     text = textual_explanation(ALPHAS, NAMES, "red")
     assert text.sentence() == (
-        '"red" because of units detecting red (IoU 0.31), circle (0.22), unnamed unit 1, '
-        "star (0.12); despite units detecting unnamed unit 5, striped (IoU 0.05), dotted (0.08)"
+        '"red" because of units detecting red (IoU 0.31), circle (0.22), star (0.12) and '
+        "1 unnamed unit (1); despite units detecting striped (IoU 0.05), dotted (0.08) and "
+        "1 unnamed unit (5)"
     )
 
 
 def test_sentence_without_positive_or_negative_units() -> None:
     names = NAMES[:2]
     assert textual_explanation([-1.0, -2.0], names, "star").sentence() == (
-        '"star": no unit has a positive weight; despite units detecting unnamed unit 1, red (IoU 0.31)'
+        '"star": no unit has a positive weight; despite units detecting red (IoU 0.31) and '
+        "1 unnamed unit (1)"
+    )
+    unnamed = [UnitName(k, "colour", "red", 0.01) for k in range(3)]
+    assert textual_explanation([0.1, 0.3, 0.2], unnamed, "star").sentence() == (
+        '"star" because of 3 unnamed units (1, 2, 0)'
     )
     assert textual_explanation([1.0, 0.0], names, "star").sentence() == (
         '"star" because of units detecting red (IoU 0.31)'

@@ -9,6 +9,10 @@ from collections.abc import Callable, Sequence
 
 from vlx.methods import METHODS as METHOD_NAMES
 
+PROBE_IMAGES = 100
+"""Default shapes probe for ``--text``: enough for stable names, a first call well under a
+minute on CPU."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: returns the exit status (2 for bad input, with one line on stderr)."""
@@ -86,6 +90,7 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
     explain.add_argument("--device", default="cpu", help="cpu or cuda")
     explain.add_argument("--json", action="store_true", help="print a JSON summary")
     explain.add_argument("--list-classes", action="store_true", help="print class names and exit")
+    _add_text_options(explain)
     explain.set_defaults(run=_lazy("vlx.commands.explain"))
 
 
@@ -119,6 +124,7 @@ def _add_caption(commands: argparse._SubParsersAction) -> None:
     caption.add_argument("--out", default="vlx-out", help="output folder (vlx-out)")
     caption.add_argument("--device", default="cpu", help="cpu or cuda")
     caption.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_text_options(caption)
     caption.set_defaults(run=_lazy("vlx.commands.caption"))
 
 
@@ -149,7 +155,25 @@ def _add_vqa(commands: argparse._SubParsersAction) -> None:
     vqa.add_argument("--out", default="vlx-out", help="output folder (vlx-out)")
     vqa.add_argument("--device", default="cpu", help="cpu or cuda")
     vqa.add_argument("--json", action="store_true", help="print a JSON summary")
+    _add_text_options(vqa)
     vqa.set_defaults(run=_lazy("vlx.commands.vqa"))
+
+
+def _add_text_options(parser: argparse.ArgumentParser) -> None:
+    """``--text`` and the probe it dissects the explained layer on (explain, caption, vqa)."""
+    parser.add_argument(
+        "--text", action="store_true",
+        help="add textual explanations: each target's top-5 / bottom-5 units of the layer by "
+        "alpha, named by dissecting the layer (cached after the first call)",
+    )
+    parser.add_argument(
+        "--probe", default="shapes",
+        help="dissection probe for --text: shapes (ShapesWorld, default) or a Broden directory",
+    )
+    parser.add_argument(
+        "--probe-images", type=int, default=PROBE_IMAGES,
+        help=f"images of the shapes probe for --text ({PROBE_IMAGES})",
+    )
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:

@@ -172,7 +172,7 @@ def textual_figure(
 
 
 def _unit_label(unit: RankedUnit) -> str:
-    iou = f"IoU {unit.iou:.2f}" if unit.named else f"best {unit.label} {unit.iou:.2f}"
+    iou = f"IoU {unit.iou:.2f}" if unit.named else f"{unit.label} {unit.iou:.2f}"
     return f"{unit.name} ({iou})  alpha {unit.alpha:+.3g}"
 
 

@@ -71,15 +71,16 @@ class TextualExplanation:
     inhibitive: list[RankedUnit]
 
     def sentence(self) -> str:
-        """E.g. ``"red" because of units detecting red (IoU 0.31), circle (0.22), unnamed
-        unit 17; despite units detecting striped (IoU 0.08)``."""
+        """E.g. ``"red" because of units detecting red (IoU 0.31), circle (0.22) and 1 unnamed
+        unit (17); despite units detecting striped (IoU 0.08)``: named units in alpha order,
+        then the unnamed ones by number."""
         text = f'"{self.target}"'
         if self.persuasive:
-            text += f" because of units detecting {_unit_list(self.persuasive)}"
+            text += f" because of {_unit_list(self.persuasive)}"
         else:
             text += ": no unit has a positive weight"
         if self.inhibitive:
-            text += f"; despite units detecting {_unit_list(self.inhibitive)}"
+            text += f"; despite {_unit_list(self.inhibitive)}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,11 +161,14 @@ def textual_explanations(
 
 
 def _unit_list(units: Sequence[RankedUnit]) -> str:
-    parts, shown_iou = [], False
-    for unit in units:
-        if not unit.named:
-            parts.append(unit.name)
-            continue
-        parts.append(f"{unit.name} ({'IoU ' if not shown_iou else ''}{unit.iou:.2f})")
-        shown_iou = True
-    return ", ".join(parts)
+    named = [u for u in units if u.named]
+    unnamed = [str(u.unit) for u in units if not u.named]
+    parts = [
+        f"{u.label} ({'IoU ' if i == 0 else ''}{u.iou:.2f})" for i, u in enumerate(named)
+    ]
+    text = f"units detecting {', '.join(parts)}" if parts else ""
+    if unnamed:
+        plural = "s" if len(unnamed) > 1 else ""
+        rest = f"{len(unnamed)} unnamed unit{plural} ({', '.join(unnamed)})"
+        text = f"{text} and {rest}" if text else rest
+    return text

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import torch
 from PIL import Image
 
 from vlx.cli import print_json
 from vlx.commands.explain import resolve_device, slug
 from vlx.commands.figures import write_figures
+from vlx.commands.textual import LayerSubject, explain_text, layer_units, text_method
 from vlx.errors import InputError
 from vlx.images import load_image
 from vlx.methods import check_methods
 from vlx.tasks.captioning import WHOLE_CAPTION, Captioner
 
+if TYPE_CHECKING:
+    from vlx.tasks.hf_captioning import HFCaptioner
+
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     check_methods(args.method)
+    reader = text_method(args.method) if args.text else None
     if args.beam < 0:
         raise InputError(f"--beam must be 0 (greedy) or a width of at least 2, got {args.beam}")
     if args.caption is not None and not args.caption.strip():
@@ -60,6 +67,16 @@ def run(args: argparse.Namespace) -> int:
         caption=("caption: " if args.caption is not None else "generated: ") + " ".join(words),
         path=lambda method: out / f"{slug(name)}_{method}_words.png", columns=6, panel_size=160,
     )
+    if reader:
+        units = layer_units(_subject(captioner, args, inputs), args)
+        texts = explain_text(
+            explanations[reader], 0, units, labels, image,
+            lambda t: out / f"{slug(name)}_{reader}_{places[t]:02d}-{slug(labels[t])}_text.png",
+        )
+        for entry, text in zip(entries, texts):
+            entry["text"] = text
+            entry["files"].append(text["file"])
+            files.append(text["file"])
     summary = {
         "command": "caption",
         "image": name,
@@ -75,8 +92,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name}: {summary['generated']}")
         for entry in summary["words"]:
             print(f"  {entry['word']:<12} log p = {entry['log_prob']:7.3f}  peak {entry['peak']}")
+            if "text" in entry:
+                print(f"    {entry['text']['sentence']}")
         print(f"wrote {len(files)} figure(s) to {out}")
     return 0
+
+
+def _subject(
+    captioner: Captioner | HFCaptioner, args: argparse.Namespace, inputs: torch.Tensor
+) -> LayerSubject:
+    """Dissect the explained layer through the image encoder alone: no caption needed."""
+    layer = args.layer or captioner.layer
+    if isinstance(captioner, Captioner):
+        name = Path(args.checkpoint).stem if args.checkpoint else "captioner"
+        return LayerSubject(captioner.model, layer, captioner.prepare, name,
+                            forward=captioner.model.encoder)
+    from vlx.tasks.hf_captioning import BlipCaptioner
+    from vlx.tasks.hf_grid import PatchGrid, patch_grids
+
+    model = captioner.model
+    encoder = model.vision_model if isinstance(captioner, BlipCaptioner) else model.encoder
+    return LayerSubject(
+        model, layer, captioner.prepare, args.model,
+        forward=lambda pixels: encoder(pixel_values=pixels),
+        to_grid=PatchGrid(patch_grids(captioner.vision_config, *inputs.shape[-2:])),
+    )
 
 
 def _image(args: argparse.Namespace) -> tuple[Image.Image, str]:

@@ -7,8 +7,11 @@ import re
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from vlx.cli import print_json
+from vlx.commands.textual import LayerSubject, explain_text, layer_units, text_method
+from vlx.dissect.names import UnitName
 from vlx.errors import InputError
 from vlx.explanation import Explanation
 from vlx.images import load_image
@@ -21,6 +24,7 @@ DEMO_IMAGES = (ASSETS / "chelsea.jpg", ASSETS / "coffee.jpg")
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
+    reader = text_method(args.method) if args.text else None
     if args.top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {args.top_k}")
     paths = list(DEMO_IMAGES) if args.demo else [Path(p) for p in args.images]
@@ -52,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         "out": str(Path(args.out)),
         "images": [],
     }
+    units = layer_units(_subject(classifier, args, explanations[reader]), args) if reader else None
     out = Path(args.out)
     for n, (path, image) in enumerate(zip(paths, images)):
         stem = _unique_stem(path, n, paths)
@@ -72,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
                         "files": [str(file)],
                     }
                 )
+        if units is not None:
+            _add_text(entries, explanations[reader], n, units, image, out, stem)
         sheet = save_png(grid(panels, columns=min(len(panels), 4)), out / f"{stem}_grid.png")
         summary["images"].append(
             {
@@ -81,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                     for p in predictions[n]
                 ],
                 "targets": entries,
-                "files": [str(sheet)] + [e["files"][0] for e in entries],
+                "files": [str(sheet)] + [file for e in entries for file in e["files"]],
             }
         )
     if args.json:
@@ -89,6 +96,29 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_human(summary)
     return 0
+
+
+def _subject(
+    classifier: ImageClassifier, args: argparse.Namespace, explanation: Explanation
+) -> LayerSubject:
+    layer = explanation.layer or classifier.layer
+    to_grid = classifier.to_grid if layer == classifier.layer else None
+    return LayerSubject(classifier.model, layer, classifier.prepare, args.model, to_grid=to_grid)
+
+
+def _add_text(
+    entries: list[dict], explanation: Explanation, n: int, units: list[UnitName],
+    image: Image.Image, out: Path, stem: str,
+) -> None:
+    """The textual explanation of each target of image ``n`` into its entry of that method."""
+    own = [e for e in entries if e["method"] == explanation.method]
+    texts = explain_text(
+        explanation, n, units, [e["name"] for e in own], image,
+        lambda t: out / f"{stem}_{explanation.method}_{slug(own[t]['name'])}_text.png",
+    )
+    for entry, text in zip(own, texts):
+        entry["text"] = text
+        entry["files"].append(text["file"])
 
 
 def resolve_device(name: str) -> torch.device:
@@ -121,4 +151,6 @@ def _print_human(summary: dict) -> None:
         for target in entry["targets"]:
             print(f"  {target['method']} for {target['name']}: peak {target['peak']} -> "
                   f"{target['files'][0]}")
+            if "text" in target:
+                print(f"    {target['text']['sentence']}")
     print(f"wrote {sum(len(e['files']) for e in summary['images'])} files to {summary['out']}")

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import torch
 from PIL import Image
 
 from vlx.cli import print_json
 from vlx.commands.explain import resolve_device, slug
 from vlx.commands.figures import write_figures
+from vlx.commands.textual import LayerSubject, explain_text, layer_units, text_method
 from vlx.errors import InputError
 from vlx.images import load_image
 from vlx.methods import check_methods
 from vlx.tasks.vqa import VisualQA
 
+if TYPE_CHECKING:
+    from vlx.tasks.hf_vqa import HFVisualQA
+
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     check_methods(args.method)
+    reader = text_method(args.method) if args.text else None
     image, question, name = _inputs(args)
     if args.model.startswith("hf:"):
         from vlx.tasks.hf_loading import hf_directory, load_hf_vqa
@@ -51,6 +58,17 @@ def run(args: argparse.Namespace) -> int:
         caption=f"Q: {question}", path=lambda method: out / f"{slug(name)}_{method}_answers.png",
         columns=5, panel_size=180,
     )
+    if reader:
+        units = layer_units(_subject(vqa, args, inputs), args)
+        labels = [entry["answer"] for entry in entries]
+        texts = explain_text(
+            explanations[reader], 0, units, labels, image,
+            lambda t: out / f"{slug(name)}_{reader}_{slug(labels[t])}_text.png",
+        )
+        for entry, text in zip(entries, texts):
+            entry["text"] = text
+            entry["files"].append(text["file"])
+            files.append(text["file"])
     summary = {
         "command": "vqa",
         "image": name,
@@ -71,8 +89,40 @@ def run(args: argparse.Namespace) -> int:
             tag = " (forced)" if entry["forced"] else ""
             print(f"  {entry['answer']:<10}{tag} p = {entry['probability']:.3f}  "
                   f"score {entry['score']:.3f}  peak {entry['peak']}")
+            if "text" in entry:
+                print(f"    {entry['text']['sentence']}")
         print(f"wrote {len(files)} figure(s) to {out}")
     return 0
+
+
+def _subject(
+    vqa: VisualQA | HFVisualQA, args: argparse.Namespace, inputs: torch.Tensor
+) -> LayerSubject:
+    """Dissect the explained layer through the image encoder alone where the model has one;
+    ViLT reads image and question in one transformer, so its probe images go with an empty
+    question."""
+    layer = args.layer or vqa.layer
+    if isinstance(vqa, VisualQA):
+        return LayerSubject(vqa.model, layer, vqa.prepare, args.model, forward=vqa.model.encoder)
+    from vlx.tasks.hf_grid import PatchGrid, patch_grids
+    from vlx.tasks.hf_vqa import BlipVQA, ViltPatchOrder
+
+    model = vqa.model
+    if isinstance(vqa, BlipVQA):
+        grid = PatchGrid(patch_grids(model.config.vision_config, *inputs.shape[-2:]))
+        return LayerSubject(
+            model, layer, vqa.prepare, args.model,
+            forward=lambda pixels: model.vision_model(pixel_values=pixels), to_grid=grid,
+        )
+    order = ViltPatchOrder(model)
+    empty = vqa.tokenizer("", return_tensors="pt")["input_ids"].to(vqa.device)
+
+    def forward(pixels: torch.Tensor) -> object:
+        questions = empty.expand(pixels.shape[0], -1)
+        with order:
+            return model(questions, vqa.attention_mask(questions), None, pixels)
+
+    return LayerSubject(model, layer, vqa.prepare, args.model, forward=forward, to_grid=order)
 
 
 def _inputs(args: argparse.Namespace) -> tuple[Image.Image, str, str]:

@@ -11,7 +11,6 @@ is training-only; the shipped model is plain Show-and-Tell.
 from __future__ import annotations
 
 import re
-import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,14 @@ from vlx.errors import InputError
 from vlx.models.encoders import SHAPES_PREPROCESS, arrays_to_tensor
 from vlx.models.show_and_tell import ShowAndTell, ShowAndTellConfig
 from vlx.text import Vocabulary
-from vlx.training import command_line, cosine_lr, load_checkpoint, progress, save_checkpoint
+from vlx.training import (
+    TrainingOptions,
+    command_line,
+    load_checkpoint,
+    optimise,
+    resumed_adam,
+    save_checkpoint,
+)
 
 VOCABULARY_CAPTIONS = 5000
 CONCEPTS = tuple(f"{c} {s}" for c in COLOURS for s in SHAPES) + TEXTURES
@@ -99,19 +105,9 @@ class CocoCaptionsSource:
 
 
 @dataclass
-class CaptionerTraining:
+class CaptionerTraining(TrainingOptions):
     """``vlx train captioner`` options."""
 
-    out: Path
-    data: str = "shapes"
-    steps: int = 4000
-    batch: int = 32
-    lr: float = 2e-3
-    seed: int = 0
-    checkpoint_every: int = 500
-    eval_images: int = 300
-    resume: bool = False
-    device: str = "cpu"
     min_count: int = 1
     pool: str = "mean"
     coordinates: bool = True
@@ -159,38 +155,33 @@ def train_captioner(options: CaptionerTraining) -> dict:
     auxiliary = torch.nn.Linear(model.features, len(CONCEPTS)).to(device)
     if "auxiliary" in saved:
         auxiliary.load_state_dict(saved["auxiliary"])
-    optimizer = torch.optim.Adam([*model.parameters(), *auxiliary.parameters()], lr=options.lr)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    elif start:
-        warnings.warn("the checkpoint has no optimizer state; resuming with a fresh optimizer", stacklevel=2)
-    losses: list[float] = []
-    for step in progress(start, options.steps, f"train captioner ({source.name})"):
+    optimizer = resumed_adam(
+        [*model.parameters(), *auxiliary.parameters()], options.lr, optimizer_state, start
+    )
+
+    def step_loss(step: int) -> torch.Tensor:
         batch = source.batch(step, options.batch)
         inputs, targets = encode_batch(vocabulary, batch.captions, model.config.max_length)
         images = batch.images.to(device, memory_format=torch.channels_last)
-        inputs, targets = inputs.to(device), targets.to(device)
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, options.steps, options.lr)
         features = model.image_features(images)
-        logits = model.decode(model.project(features), inputs)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=0)
-        if batch.concepts is not None:
-            concepts = auxiliary(features)
-            loss = loss + AUXILIARY_WEIGHT * F.binary_cross_entropy_with_logits(
-                concepts, batch.concepts.to(device)
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
-        losses.append(loss.item())
-        done = step + 1
-        if done % options.checkpoint_every == 0 and done < options.steps:
-            _save(options, model, vocabulary, done, source, {"loss": _mean(losses)}, optimizer,
-                  auxiliary)
+        logits = model.decode(model.project(features), inputs.to(device))
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), ignore_index=0)
+        if batch.concepts is None:
+            return loss
+        concepts = auxiliary(features)
+        return loss + AUXILIARY_WEIGHT * F.binary_cross_entropy_with_logits(
+            concepts, batch.concepts.to(device)
+        )
+
+    def checkpoint(done: int, loss: float) -> None:
+        _save(options, model, vocabulary, done, source, {"loss": loss}, optimizer, auxiliary)
+
+    loss = optimise(
+        options, optimizer, list(model.parameters()), start, step_loss, checkpoint,
+        f"train captioner ({source.name})",
+    )
     model.eval()
-    metrics = {"loss": _mean(losses)}
+    metrics = {"loss": loss}
     if source.name == "shapes":
         metrics.update(object_naming(model, vocabulary, ShapesWorld(seed=options.seed), options.eval_images))
     _save(options, model, vocabulary, options.steps, source, metrics, optimizer, auxiliary)
@@ -244,8 +235,3 @@ def _save(options, model, vocabulary, step, source, metrics, optimizer, auxiliar
         "command": command_line(),
     }
     save_checkpoint(options.out, payload, metadata)
-
-
-def _mean(values: list[float], last: int = 100) -> float:
-    tail = values[-last:]
-    return float(sum(tail) / len(tail)) if tail else float("nan")

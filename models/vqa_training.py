@@ -6,14 +6,11 @@ run computes exactly what an uninterrupted one would have.
 
 from __future__ import annotations
 
-import math
 import time
-import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from statistics import fmean
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -34,7 +31,14 @@ from vlx.models.coattention import CoAttention
 from vlx.models.encoders import SHAPES_PREPROCESS, arrays_to_tensor
 from vlx.models.vqa_lstm_cnn import VQALSTMCNN, VQAModel, encode_questions
 from vlx.text import Vocabulary
-from vlx.training import command_line, cosine_lr, load_checkpoint, progress, save_checkpoint
+from vlx.training import (
+    TrainingOptions,
+    command_line,
+    load_checkpoint,
+    optimise,
+    resumed_adam,
+    save_checkpoint,
+)
 
 VQA_MODELS: dict[str, type[VQAModel]] = {cls.name: cls for cls in (VQALSTMCNN, CoAttention)}
 VOCABULARY_SCENES = 5000
@@ -147,20 +151,12 @@ class VQA2Questions:
 
 
 @dataclass
-class VQATraining:
+class VQATraining(TrainingOptions):
     """``vlx train vqa`` options."""
 
-    out: Path
-    model: str
-    data: str = "shapes"
+    model: str = "coattention"
     steps: int = 5000
-    batch: int = 32
-    lr: float = 2e-3
-    seed: int = 0
-    checkpoint_every: int = 500
     eval_images: int = 500
-    resume: bool = False
-    device: str = "cpu"
 
 
 def question_source(data: str, seed: int) -> QuestionSource:
@@ -217,42 +213,32 @@ def train_vqa(options: VQATraining) -> dict:
         auxiliary.load_state_dict(saved["auxiliary"])
     answer_index = {a: i for i, a in enumerate(answers)}
     parameters = [*model.parameters(), *auxiliary.parameters()]
-    optimizer = torch.optim.Adam(parameters, lr=options.lr)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    elif start:
-        warnings.warn(
-            "the checkpoint has no optimizer state; resuming with a fresh optimizer", stacklevel=2
-        )
+    optimizer = resumed_adam(parameters, options.lr, optimizer_state, start)
     save = partial(_save, options, model, auxiliary, vocabulary, answers, source, optimizer)
-    losses: list[float] = []
-    for step in progress(start, options.steps, f"train vqa {options.model} ({source.name})"):
+
+    def step_loss(step: int) -> torch.Tensor:
         batch = source.batch(step, options.batch)
         images = batch.images.to(device, memory_format=torch.channels_last)
         questions = encode_questions(vocabulary, batch.questions).to(device)
         targets = torch.tensor([answer_index[a] for a in batch.answers], device=device)
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, options.steps, options.lr)
         torch.manual_seed(_step_seed(options.seed, step))  # dropout masks
         feature_map = model.encoder(images)
-        features = model.image_code(feature_map)
-        logits = model.answer(features, questions, batch.rows.to(device))
+        logits = model.answer(model.image_code(feature_map), questions, batch.rows.to(device))
         loss = F.cross_entropy(logits, targets)
-        if batch.objects is not None:
-            guess = auxiliary(feature_map.amax(dim=(2, 3)))
-            loss = loss + F.binary_cross_entropy_with_logits(
-                guess, _presence(batch.objects).to(device)
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 5.0)
-        optimizer.step()
-        losses.append(loss.item())
-        done = step + 1
-        if done % options.checkpoint_every == 0 and done < options.steps:
-            save(done, {"loss": _recent_loss(losses)}, seconds + time.monotonic() - began)
+        if batch.objects is None:
+            return loss
+        guess = auxiliary(feature_map.amax(dim=(2, 3)))
+        return loss + F.binary_cross_entropy_with_logits(guess, _presence(batch.objects).to(device))
+
+    def checkpoint(done: int, loss: float) -> None:
+        save(done, {"loss": loss}, seconds + time.monotonic() - began)
+
+    loss = optimise(
+        options, optimizer, parameters, start, step_loss, checkpoint,
+        f"train vqa {options.model} ({source.name})",
+    )
     model.eval()
-    metrics = {"loss": _recent_loss(losses)}
+    metrics = {"loss": loss}
     if source.name == "shapes":
         world = ShapesWorld(seed=options.seed)
         metrics.update(vqa_accuracy(model, vocabulary, answers, world, options.eval_images))
@@ -323,8 +309,3 @@ def _save(
         "command": command_line(),
     }
     save_checkpoint(options.out, payload, metadata)
-
-
-def _recent_loss(losses: list[float]) -> float:
-    """The mean of the last 100 losses: what the model does now, not at the start."""
-    return fmean(losses[-100:]) if losses else math.nan

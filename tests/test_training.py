@@ -1,0 +1,82 @@
+"""The shared training loop: schedule, clipping, checkpoints, resumption."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from vlx.models import captioner_training
+from vlx.models.captioner_training import CaptionerTraining, ShapesCaptions, train_captioner
+from vlx.training import TrainingOptions, cosine_lr, optimise, recent_mean, resumed_adam
+
+
+def test_optimise_follows_the_schedule_and_checkpoints_before_the_end(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    options = TrainingOptions(out=tmp_path / "m.pt", steps=5, lr=0.1, checkpoint_every=2)
+    optimizer = resumed_adam(list(model.parameters()), options.lr, None, 0)
+    rates, checkpoints, losses = [], [], []
+
+    def step_loss(step: int) -> torch.Tensor:
+        rates.append(optimizer.param_groups[0]["lr"])
+        loss = model(torch.full((1, 3), float(step))).pow(2).sum()
+        losses.append(loss.item())
+        return loss
+
+    mean = optimise(options, optimizer, list(model.parameters()), 1, step_loss,
+                    lambda done, loss: checkpoints.append((done, loss)), "test")
+    assert rates == [cosine_lr(step, 5, 0.1) for step in range(1, 5)]
+    assert [done for done, _ in checkpoints] == [2, 4]  # never at the last step: the caller saves
+    assert checkpoints[0][1] == pytest.approx(losses[0])
+    assert mean == pytest.approx(sum(losses) / 4)
+
+
+def test_optimise_clips_only_the_given_parameters(tmp_path) -> None:
+    clipped, free = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
+    options = TrainingOptions(out=tmp_path / "m.pt", steps=1, lr=1.0)
+    optimizer = torch.optim.SGD([clipped, free], lr=1.0)
+    optimise(options, optimizer, [clipped], 0, lambda step: -(100 * clipped + 100 * free).sum(),
+             lambda *_: None, "test")
+    # warm-up lr at step 0 is lr / 100; the clipped gradient has norm 5, the free one 100
+    assert clipped.item() == pytest.approx(5 / 100) and free.item() == pytest.approx(100 / 100)
+
+
+def test_recent_mean_and_fresh_optimizer_warning() -> None:
+    assert recent_mean([1.0] * 50 + [3.0] * 100) == 3.0 and math.isnan(recent_mean([]))
+    with pytest.warns(UserWarning, match="fresh optimizer"):
+        resumed_adam([nn.Parameter(torch.zeros(1))], 0.1, None, start=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resumed_adam([nn.Parameter(torch.zeros(1))], 0.1, None, start=0)
+
+
+def test_resumed_captioner_training_equals_uninterrupted(tmp_path, monkeypatch) -> None:
+    def options(name: str, **changes) -> CaptionerTraining:
+        return CaptionerTraining(out=tmp_path / name, steps=4, batch=2, checkpoint_every=2,
+                                 eval_images=2, **changes)
+
+    monkeypatch.setattr(captioner_training, "VOCABULARY_CAPTIONS", 200)  # all the grammar's words
+    train_captioner(options("straight.pt"))
+    batch = ShapesCaptions.batch
+
+    def crash_at_step_2(self, step: int, size: int):
+        if step == 2:
+            raise KeyboardInterrupt
+        return batch(self, step, size)
+
+    monkeypatch.setattr(ShapesCaptions, "batch", crash_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_captioner(options("resumed.pt"))
+    half = torch.load(tmp_path / "resumed.pt", weights_only=True)
+    assert half["step"] == 2 and "optimizer" in half and "auxiliary" in half
+    monkeypatch.setattr(ShapesCaptions, "batch", batch)
+    train_captioner(options("resumed.pt", resume=True))
+    expected = torch.load(tmp_path / "straight.pt", weights_only=True)["state_dict"]
+    resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)["state_dict"]
+    assert resumed.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6, msg=key)

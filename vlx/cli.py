@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vqa(commands)
     _add_train(commands)
     _add_evaluate(commands)
+    _add_dissect(commands)
     return parser
 
 
@@ -174,6 +175,35 @@ def _add_text_options(parser: argparse.ArgumentParser) -> None:
         "--probe-images", type=int, default=PROBE_IMAGES,
         help=f"images of the shapes probe for --text ({PROBE_IMAGES})",
     )
+
+
+def _add_dissect(commands: argparse._SubParsersAction) -> None:
+    dissect = commands.add_parser(
+        "dissect",
+        help="name a layer's units by the concepts they detect (Network Dissection)",
+        description="Network Dissection (Bau et al. 2017): threshold each unit of a layer at "
+        "its top-0.5% activation, measure the IoU of that region with every probe concept, "
+        "and name the unit by its best one. Writes tally.csv (NetDissect columns), "
+        "dissection.json and units.png; results are cached for --text.",
+    )
+    dissect.add_argument(
+        "--model", default="efficientnet_lite0",
+        help="a classifier as `vlx explain --model` takes it (default efficientnet_lite0), or "
+        "the ShapesWorld models captioner, coattention, lstm-cnn (their image encoders)",
+    )
+    dissect.add_argument("--layer", help="layer to dissect (default: the model's explained layer)")
+    dissect.add_argument(
+        "--probe", default="shapes",
+        help="shapes (held-out ShapesWorld scenes, default) or a Broden directory",
+    )
+    dissect.add_argument(
+        "--images", type=int, default=None,
+        help="probe images to use (shapes default 200; a Broden directory: all)",
+    )
+    dissect.add_argument("--out", default="vlx-out", help="output folder (vlx-out)")
+    dissect.add_argument("--device", default="cpu", help="cpu or cuda")
+    dissect.add_argument("--json", action="store_true", help="print a JSON summary")
+    dissect.set_defaults(run=_lazy("vlx.commands.dissect"))
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:

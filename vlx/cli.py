@@ -210,33 +210,112 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="measure explanations against ground truth")
     metrics = evaluate.add_subparsers(dest="metric", metavar="METRIC", required=True)
     pointing = _evaluation_parser(
-        metrics, "pointing", "the pointing game on held-out ShapesWorld scenes",
-        "Pointing game (paper Sec. 4.3, 8.1.1): does the map's peak lie on what the word or "
-        "answer refers to? Reports accuracy per category next to the image-centre and "
-        "uniform-random-point baselines.",
-        tasks=["caption", "vqa"], images=300,
+        metrics, "pointing", "the pointing game on ShapesWorld or VOC-annotated images",
+        "Pointing game (paper Sec. 4.3, 8.1.1): does the map's peak lie on what the word, "
+        "answer or class refers to? Reports accuracy per category next to the image-centre and "
+        "uniform-random-point baselines; --rejection scores a classifier's top-5 classes "
+        "with rejection (Appendix D).",
+        tasks=["caption", "vqa", "classify"], images=300, voc=True,
     )
-    pointing.add_argument("--layer", help="layer to explain (default: the model's)")
+    pointing.add_argument(
+        "--rejection", action="store_true",
+        help="top-5 classes; a map whose max (raw) is under a threshold rejects its class",
+    )
+    pointing.add_argument(
+        "--reject-threshold", type=float, nargs="+", metavar="T",
+        help="rejection thresholds on the raw map max (default: 1/16 .. 64, doubling)",
+    )
     _evaluation_parser(
         metrics, "faithfulness", "rank correlation with occlusion maps",
         "Faithfulness (paper Sec. 5.3): Spearman rank correlation of Grad-CAM and of Guided "
         "Backprop maps with occlusion-sensitivity maps, for the predicted answer.",
-        tasks=["vqa"], images=100,
+        tasks=["vqa"], images=100, layer=False,
+    )
+    localization = _evaluation_parser(
+        metrics, "localization", "weakly-supervised localization (box IoU)",
+        "Weakly-supervised localization (paper Sec. 4.1): the box around the largest segment "
+        "of the map above --threshold x its max must reach IoU 0.5 with a true box. With "
+        "--data voc:DIR: ILSVRC top-1 / top-5 localization and classification error; on "
+        "ShapesWorld: the box of each caption word's or answer's referent.",
+        tasks=["classify", "caption", "vqa"], images=300, voc=True,
+    )
+    localization.add_argument(
+        "--method", default="gradcam", choices=METHOD_NAMES, help="method to score (gradcam)"
+    )
+    localization.add_argument(
+        "--threshold", type=float, default=0.15, help="segment threshold, fraction of max (0.15)"
+    )
+    localization.add_argument("--iou", type=float, default=0.5, help="IoU for a hit (0.5)")
+
+    def listed(valid: tuple[str, ...]) -> Callable[[str], list[str]]:
+        def parse(text: str) -> list[str]:
+            methods = [m.strip() for m in text.split(",") if m.strip()]
+            bad = [m for m in methods if m not in valid]
+            if bad or not methods:
+                raise argparse.ArgumentTypeError(
+                    f"unknown method {(bad or [text])[0]!r}; valid: {', '.join(valid)}"
+                )
+            return methods
+
+        return parse
+
+    deletion = _evaluation_parser(
+        metrics, "deletion", "deletion and insertion curve areas",
+        "Deletion / insertion (Petsiuk et al. 2018): the score of the explained class, word "
+        "or answer as the most salient pixels are removed (area: lower is better) or put back "
+        "into a blurred image (area: higher is better). --task classify uses --data voc:DIR's "
+        "images or the bundled photos.",
+        tasks=["classify", "caption", "vqa"], images=20, voc=True,
+    )
+    deletion.add_argument(
+        "--method", type=listed((*METHOD_NAMES, "random")),
+        default=["gradcam", "guided-backprop", "occlusion", "random"],
+        help="comma-separated methods, `random` for a noise map "
+        "(gradcam,guided-backprop,occlusion,random)",
+    )
+    deletion.add_argument("--steps", type=int, default=20, help="curve steps (20)")
+    deletion.add_argument(
+        "--insertion-baseline", choices=["blur", "zero", "mean"], default="blur",
+        help="the image pixels are inserted into (blur)",
+    )
+    energy = _evaluation_parser(
+        metrics, "energy", "mean map inside vs outside the referent",
+        "Energy ratio (paper Sec. 8.1, DenseCap comparison): mean map value on the pixels a "
+        "caption word refers to over the mean elsewhere, per word category; a uniform map "
+        "scores 1.",
+        tasks=["caption"], images=100,
+    )
+    energy.add_argument(
+        "--method", type=listed(METHOD_NAMES), default=["gradcam", "guided-backprop",
+                                                        "guided-gradcam"],
+        help="comma-separated methods (gradcam,guided-backprop,guided-gradcam)",
     )
 
 
 def _evaluation_parser(
     metrics: argparse._SubParsersAction, name: str, what: str, description: str, *,
-    tasks: list[str], images: int,
+    tasks: list[str], images: int, voc: bool = False, layer: bool = True,
 ) -> argparse.ArgumentParser:
     """A ``vlx evaluate NAME`` parser with the options every evaluation shares."""
     parser = metrics.add_parser(name, help=what, description=description)
-    parser.add_argument("--task", choices=tasks, required=True)
-    parser.add_argument("--images", type=int, default=images, help=f"test scenes ({images})")
     parser.add_argument(
-        "--model", default="coattention", help="VQA model: coattention, lstm-cnn or a checkpoint"
+        "--task", choices=tasks, required=not voc,
+        help="default with --data voc:DIR: classify" if voc else None,
+    )
+    parser.add_argument("--images", type=int, default=images, help=f"images to score ({images})")
+    if voc:
+        parser.add_argument(
+            "--data", default="shapes",
+            help="shapes (ShapesWorld test split, default) or voc:DIR (images + Pascal-VOC XML)",
+        )
+    parser.add_argument(
+        "--model",
+        help="VQA model: coattention (default), lstm-cnn or a checkpoint; classifier: "
+        "efficientnet_lite0 (default) or any `vlx explain --model` form",
     )
     parser.add_argument("--checkpoint", help="captioner checkpoint (default: the shipped one)")
+    if layer:
+        parser.add_argument("--layer", help="layer to explain (default: the model's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(run=_lazy("vlx.commands.evaluate"))

@@ -1,0 +1,135 @@
+"""``vlx evaluate`` on a few images: every metric runs, prints its table or JSON, and bad
+input is one clear line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vlx.cli import main
+from vlx.commands.explain import DEMO_IMAGES
+
+CHELSEA, COFFEE = DEMO_IMAGES
+# Boxes drawn by hand on the bundled photos (1-based, as VOC writes them).
+OBJECTS = {
+    "chelsea.jpg": (451, 300, "n02124075", (1, 1, 400, 300)),  # Egyptian cat: the cat's head
+    "coffee.jpg": (600, 400, "espresso", (172, 18, 410, 305)),  # the cup
+}
+
+
+def write_photos_voc(root: Path) -> Path:
+    for photo in (CHELSEA, COFFEE):
+        shutil.copy(photo, root / photo.name)
+        width, height, name, (x0, y0, x1, y1) = OBJECTS[photo.name]
+        (root / f"{photo.stem}.xml").write_text(
+            f"<annotation><filename>{photo.name}</filename><size><width>{width}</width>"
+            f"<height>{height}</height></size><object><name>{name}</name><bndbox><xmin>{x0}"
+            f"</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
+            "</annotation>"
+        )
+    return root
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
+    assert main(["evaluate", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def photos_voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_photos_voc(tmp_path_factory.mktemp("voc"))
+
+
+def test_localization_on_voc_photos(photos_voc: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    summary = run_json(capsys, "localization", "--data", f"voc:{photos_voc}")
+    errors = summary["errors"]
+    assert summary["task"] == "classify" and summary["model"] == "efficientnet_lite0"
+    assert errors["images"] == 2
+    # both photos' classes are in the top 5 (cat classes for chelsea, espresso for coffee)
+    assert errors["top5_classification_error"] == 0.0
+    assert 0.0 <= errors["top5_localization_error"] <= errors["top1_localization_error"] <= 1.0
+
+
+def test_pointing_with_rejection_on_voc_photos(
+    photos_voc: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "pointing", "--data", f"voc:{photos_voc}", "--rejection",
+                 "--reject-threshold", "0", "1000"]) == 0
+    table = capsys.readouterr().out
+    assert "| threshold | accuracy |" in table and "Appendix D" in table
+    summary = run_json(capsys, "pointing", "--data", f"voc:{photos_voc}", "--rejection",
+                       "--reject-threshold", "0", "1000")
+    low, high = summary["rejection"]
+    assert low["count"] == high["count"] == 10  # 2 images x top-5 classes
+    # threshold 0 rejects nothing: the 8 absent classes are false alarms
+    assert low["false_alarm"] == 8 and low["correct_rejection"] == 0
+    # a huge threshold rejects everything: 8 correct rejections, the 2 true classes missed
+    assert high["correct_rejection"] == 8 and high["miss"] == 2 and high["accuracy"] == 0.8
+
+
+def test_localization_on_shapes_caption_and_vqa(capsys: pytest.CaptureFixture[str]) -> None:
+    caption = run_json(capsys, "localization", "--task", "caption", "--images", "2")
+    assert set(caption["categories"]) == {"colour", "shape", "size"}
+    assert all(0 <= row["mean_iou"] <= 1 and row["count"] > 0 for row in caption["categories"].values())
+    vqa = run_json(capsys, "localization", "--task", "vqa", "--images", "2")
+    assert set(vqa["categories"]) <= {"colour", "shape"} and vqa["model"] == "coattention"
+    assert main(["evaluate", "localization", "--task", "caption", "--images", "1"]) == 0
+    assert "| referent of | scored | localized (IoU >= 0.5) | mean IoU |" in capsys.readouterr().out
+
+
+def test_deletion_on_vqa(capsys: pytest.CaptureFixture[str]) -> None:
+    summary = run_json(capsys, "deletion", "--task", "vqa", "--images", "1", "--steps", "4",
+                       "--method", "gradcam,random")
+    assert set(summary["methods"]) == {"gradcam", "random"}
+    for row in summary["methods"].values():
+        assert row["count"] == 1
+        assert 0 <= row["deletion"]["mean"] <= 1 and 0 <= row["insertion"]["mean"] <= 1
+
+
+def test_energy_on_captions(capsys: pytest.CaptureFixture[str]) -> None:
+    summary = run_json(capsys, "energy", "--task", "caption", "--images", "1", "--method", "gradcam")
+    rows = summary["methods"]["gradcam"]
+    assert summary["uniform_map"] == 1.0 and {"colour", "shape"} <= set(rows)
+    assert rows["colour"]["count"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["localization"], "--task is required"),
+        (["localization", "--task", "classify"], "needs boxes: pass --data voc:DIR"),
+        (["localization", "--data", "coco:x"], "unknown --data 'coco:x'; valid: shapes, voc:DIR"),
+        (["localization", "--data", "voc:/nowhere"], "VOC folder '/nowhere' does not exist"),
+        (["localization", "--task", "caption", "--threshold", "2"], "--threshold must be in"),
+        (["pointing", "--task", "vqa", "--rejection"], "--rejection scores a classifier"),
+        (["deletion", "--task", "vqa", "--steps", "0"], "--steps must be at least 1"),
+        (["energy", "--task", "caption", "--images", "0"], "--images must be at least 1"),
+        (["localization", "--task", "caption", "--model", "lstm-cnn"], "captioner is chosen"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_unknown_annotation_class_names_the_closest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = write_photos_voc(tmp_path)
+    text = (root / "coffee.xml").read_text().replace("espresso", "espreso")
+    (root / "coffee.xml").write_text(text)
+    assert main(["evaluate", "localization", "--data", f"voc:{root}"]) == 2
+    assert "'espreso' (closest: espresso" in capsys.readouterr().err
+
+
+def test_unknown_deletion_method_is_a_parse_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "deletion", "--task", "vqa", "--method", "gradcam,noise"])
+    assert exit_.value.code == 2
+    assert "unknown method 'noise'" in capsys.readouterr().err

@@ -368,3 +368,20 @@ def test_forced_background_keeps_the_objects() -> None:
         )
     with pytest.raises(ValueError, match="unknown background 'stripy'; valid: plain, striped"):
         world.scene(0, background="stripy")
+
+
+def test_object_scale_enlarges_objects_and_defaults_unchanged() -> None:
+    assert ShapesWorld(seed=2).scene(5).image.tobytes() == (
+        ShapesWorld(seed=2, object_scale=1.0).scene(5).image.tobytes()
+    )
+    normal = ShapesWorld(seed=2, image_size=64, min_objects=1, max_objects=1)
+    big = ShapesWorld(seed=2, image_size=64, min_objects=1, max_objects=1, object_scale=2.0)
+    for index in range(30):
+        (a,), (b,) = normal.scene(index).objects, big.scene(index).objects
+        assert (a.shape, a.colour, a.size) == (b.shape, b.colour, b.size)
+        for small_side, big_side in ((a.box[2] - a.box[0], b.box[2] - b.box[0]),
+                                     (a.box[3] - a.box[1], b.box[3] - b.box[1])):
+            assert abs(big_side - 2 * small_side) <= 3  # rounding of the sides and rasters
+    for bad in (0.0, -1.0, 3.1):
+        with pytest.raises(ValueError, match="object_scale must be in"):
+            ShapesWorld(object_scale=bad)

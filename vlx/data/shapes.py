@@ -303,6 +303,9 @@ class ShapesWorld:
         image_size: side of the square images, 32-1024; object sizes scale with it.
         min_objects, max_objects: objects per scene, 1 <= min <= max <= 4.
         textured_fraction: probability that a scene's background is textured, 0-1.
+        object_scale: object sides relative to the default (which scales with the image),
+            e.g. 2 for objects that fill a large part of the image, as ImageNet objects do
+            (localization by a coarse map needs that); the largest object must fit.
     """
 
     seed: int = 0
@@ -310,6 +313,7 @@ class ShapesWorld:
     min_objects: int = 1
     max_objects: int = 4
     textured_fraction: float = 0.5
+    object_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if not (isinstance(self.seed, int) and self.seed >= 0):
@@ -331,6 +335,12 @@ class ShapesWorld:
             )
         if not 0.0 <= self.textured_fraction <= 1.0:
             raise ValueError(f"textured_fraction must be in [0, 1], got {self.textured_fraction!r}")
+        largest = _SIZE_RANGE["large"][1] / 128
+        if not 0 < self.object_scale <= 1 / largest:
+            raise ValueError(
+                f"object_scale must be in (0, {1 / largest:.2f}] so objects fit, "
+                f"got {self.object_scale!r}"
+            )
 
     def scene(self, index: int, background: str | None = None) -> Scene:
         """Generate scene ``index`` (deterministic, independent of any other index).
@@ -355,7 +365,7 @@ class ShapesWorld:
         else:
             drawn = "plain"
         image = _background(rng, drawn, n, scale)  # drawn even when forced: same objects
-        objects = _place_objects(rng, n_objects, n, scale)
+        objects = _place_objects(rng, n_objects, n, scale, self.object_scale)
         if background is None:
             background = drawn
         else:
@@ -453,6 +463,7 @@ def write_split(
             "min_objects": world.min_objects,
             "max_objects": world.max_objects,
             "textured_fraction": world.textured_fraction,
+            "object_scale": world.object_scale,
         },
         "start": start,
         "count": count,
@@ -573,7 +584,7 @@ def _shape_patch(shape: str, d: int) -> np.ndarray:
 
 
 def _place_objects(
-    rng: np.random.Generator, n_objects: int, n: int, scale: float
+    rng: np.random.Generator, n_objects: int, n: int, scale: float, object_scale: float = 1.0
 ) -> list[SceneObject]:
     """Draw attributes and place objects without overlap, left to right by centre x.
 
@@ -585,7 +596,7 @@ def _place_objects(
         sizes = [SIZES[k] for k in rng.integers(len(SIZES), size=n_objects)]
         shapes = [SHAPES[k] for k in rng.integers(len(SHAPES), size=n_objects)]
         colours = [COLOURS[k] for k in rng.integers(len(COLOURS), size=n_objects)]
-        sides = [max(3, round(rng.uniform(*_SIZE_RANGE[s]) * scale)) for s in sizes]
+        sides = [max(3, round(rng.uniform(*_SIZE_RANGE[s]) * scale * object_scale)) for s in sizes]
         order = sorted(range(n_objects), key=lambda k: -sides[k])  # hardest to fit first
         placed: dict[int, tuple[int, int, int]] = {}
         for k in order:

@@ -157,8 +157,11 @@ def vqa_pointing(
 ) -> dict[str, dict[str, float]]:
     """Pointing game for colour and shape questions, whose referent (the object asked about)
     is known. The map explained is the one for the correct answer, so localisation is scored
-    apart from accuracy; ``answered`` is the share the model also answers correctly."""
-    tally = PointingTally()
+    apart from accuracy; ``answered`` is the share the model also answers correctly. For a
+    model with attention, ``attention`` scores the peak of its question-level region weights
+    the same way: where the model looked, next to where Grad-CAM says it looked."""
+    tally, looked = PointingTally(), PointingTally()
+    attends = hasattr(vqa.model, "attention")
     correct: dict[str, int] = {kind: 0 for kind in POINTED_KINDS}
     for scene in _scenes(world, start, count, progress, "pointing (vqa)"):
         asked = _pointed_questions(scene)
@@ -169,13 +172,21 @@ def vqa_pointing(
         maps = vqa.explain(inputs, questions, truth, layer=layer).maps
         with torch.no_grad():
             predicted = vqa.model(inputs, questions).argmax(-1).tolist()
+            attention = (
+                vqa.model.attention(inputs, questions)["question"].region_weights if attends else None
+            )
         for i, question in enumerate(asked):
             mask = torch.from_numpy(scene.object_mask(question.referent))[None, None]
             tally.add(question.kind, maps[i : i + 1], mask)
+            if attention is not None:
+                looked.add(question.kind, attention[i : i + 1, None].cpu(), mask)
             correct[question.kind] += predicted[i] == truth[i][0]
     summary = tally.summary()
+    attended = looked.summary()
     for kind, row in summary.items():
         row["answered"] = correct[kind] / row["count"]
+        if kind in attended:
+            row["attention"] = attended[kind]["accuracy"]
     return summary
 
 

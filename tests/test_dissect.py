@@ -87,6 +87,14 @@ def test_activations_are_upsampled_bilinearly_to_the_labels(two_image_probe):
     assert (result.units[0].category, result.units[0].label) == ("scene", "beach")
 
 
+def test_concept_areas_count_even_where_no_unit_fires(two_image_probe):
+    tally = IoUTally(2, two_image_probe.labels, two_image_probe.categories)
+    tally.add(torch.zeros(0, 4, 4, dtype=torch.bool), two_image_probe[0],
+              torch.zeros(0, dtype=torch.long))
+    assert tally.truth[[1, 2, 300]].tolist() == [6, 16, 2]
+    assert not tally.intersect.any() and not tally.activation.any()
+
+
 def test_tally_csv_has_netdissect_columns_and_one_based_units(two_image_probe, tmp_path):
     result = dissect(identity_model(), "0", two_image_probe, raw_channels, quantile=0.25,
                      progress=False)

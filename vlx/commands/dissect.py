@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vlx.cli import print_json
 from vlx.commands.explain import resolve_device
 from vlx.commands.textual import LayerSubject, model_key
 from vlx.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from vlx.tasks.classification import ImageClassifier
 
 SHAPES_MODELS = ("captioner", "coattention", "lstm-cnn")
 PICTURED_UNITS = 8
@@ -23,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.images is not None and args.images < 1:
         raise InputError(f"--images must be at least 1, got {args.images}")
-    subject = _subject(args.model, args.layer, device)
+    subject = dissection_subject(args.model, args.layer, device)
     named_layer(subject.model, subject.layer)
     probe = load_probe(args.probe, args.images)
     dissection = cached_dissection(
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _subject(name: str, layer: str | None, device) -> LayerSubject:
+def dissection_subject(name: str, layer: str | None, device: torch.device) -> LayerSubject:
     """The model behind ``--model``, what its layer's dissection runs through, and the default
     layer: a ShapesWorld model's image encoder, or a classifier's explained layer."""
     if name == "captioner":
@@ -95,7 +101,7 @@ def _subject(name: str, layer: str | None, device) -> LayerSubject:
     return LayerSubject(classifier.model, chosen, classifier.prepare, name, to_grid=to_grid)
 
 
-def _last_spatial_layer(classifier) -> str:
+def _last_spatial_layer(classifier: ImageClassifier) -> str:
     from PIL import Image
 
     from vlx.layers import last_spatial_layer

@@ -224,8 +224,11 @@ def dissect(
         activations = read(prepare([item.image for item in items]).to(device))
         examples.add(activations.amax(dim=(2, 3)), torch.tensor(indices))
         for n, item in enumerate(items):
-            grid = upsample(activations[n : n + 1], item.size)[0]
-            tally.add(grid > thresholds[:, None, None], item)
+            # Bilinear values never exceed the largest of the grid they interpolate, so a
+            # unit whose grid stays below its threshold has an empty mask: skip upsampling it.
+            active = torch.nonzero(activations[n].amax(dim=(1, 2)) > thresholds).flatten()
+            grid = upsample(activations[n : n + 1, active], item.size)[0]
+            tally.add(grid > thresholds[active, None, None], item, active)
     return _result(name, probe, tally, thresholds, examples, quantile)
 
 

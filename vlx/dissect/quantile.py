@@ -68,9 +68,11 @@ class UnitQuantiles:
         if self.seen == 0:
             raise ValueError("no activations were added")
         n = min(self.seen, self.sample.shape[1])
-        ordered = self.sample[:, :n].sort(dim=1).values
+        values = self.sample[:, :n]
         position = (1.0 - q) * (n - 1)
         low = int(position)
-        high = min(low + 1, n - 1)
         weight = position - low
-        return ordered[:, low] * (1.0 - weight) + ordered[:, high] * weight
+        # two order statistics by selection: no sorted copy of the whole sample
+        below = values.kthvalue(low + 1, dim=1).values
+        above = values.kthvalue(min(low + 2, n), dim=1).values
+        return below * (1.0 - weight) + above * weight

@@ -62,19 +62,27 @@ class IoUTally:
         tensors = (self.intersect, self.truth, self.activation)
         return sum(t.numel() * t.element_size() for t in tensors)
 
-    def add(self, masks: torch.Tensor, image: ProbeImage) -> None:
-        """Count one image: ``masks`` (K, sh, sw) bool, each unit's above-threshold region at
-        the image's label resolution. Labels that ``label.csv`` does not list are ignored."""
+    def add(
+        self, masks: torch.Tensor, image: ProbeImage, units: torch.Tensor | None = None
+    ) -> None:
+        """Count one image: ``masks`` (U, sh, sw) bool, the above-threshold regions at the
+        image's label resolution of ``units`` (default: all K, in order); units left out had
+        no activation above threshold on the image. Labels ``label.csv`` lacks are ignored."""
         numbers, concepts = self._concepts(image)
         if numbers.numel() == 0:
             return
-        flat = masks.flatten(1).float()
-        area = flat.sum(dim=1).long()
-        both = (flat @ concepts.T).long()  # exact: per-image sums stay far below 2**24
-        self.intersect.index_add_(1, numbers, both)
         self.truth.index_add_(0, numbers, concepts.sum(dim=1).long())
+        if units is None:
+            units = torch.arange(masks.shape[0], device=self.device)
+        if units.numel() == 0:
+            return
+        flat = masks.flatten(1).float()
+        both = torch.zeros(len(units), self.intersect.shape[1], dtype=torch.long,
+                           device=self.device)
+        both[:, numbers] = (flat @ concepts.T).long()  # exact: per-image sums are < 2**24
+        self.intersect.index_add_(0, units, both)
         present = self.category_of[numbers].unique()
-        self.activation[:, present] += area[:, None]
+        self.activation[units[:, None], present[None, :]] += flat.sum(dim=1).long()[:, None]
 
     def _concepts(self, image: ProbeImage) -> tuple[torch.Tensor, torch.Tensor]:
         """The image's label numbers (n,) and their masks (n, sh*sw): the union over planes,

@@ -12,7 +12,7 @@ from PIL import Image
 from test_dissect_broden import write_fixture
 from torch import nn
 
-from vlx.dissect import Dissection, dissect, load_probe
+from vlx.dissect import Dissection, cached_dissection, dissect, load_probe
 from vlx.dissect.broden import BrodenProbe
 from vlx.dissect.quantile import UnitQuantiles
 from vlx.dissect.tally import CategoryScore, IoUTally
@@ -113,6 +113,24 @@ def test_tally_csv_has_netdissect_columns_and_one_based_units(two_image_probe, t
     again = Dissection.read(tmp_path / "out")
     assert again == result
     assert Dissection.read(files[1]).units == result.units
+
+
+def test_cached_dissection_computes_once_per_model_layer_and_probe(two_image_probe, tmp_path):
+    spec = str(two_image_probe.directory)
+    first = cached_dissection(identity_model(), "0", spec, raw_channels, key="identity",
+                              cache_dir=tmp_path, progress=False)
+    # the same key is read back without running the model (this one would raise) ...
+    broken = nn.Sequential(Boom()).eval()
+    again = cached_dissection(broken, "0", spec, raw_channels, key="identity",
+                              cache_dir=tmp_path, progress=False)
+    assert again == first and first.probe == str(two_image_probe.directory.resolve())
+    # ... while another key, layer or probe size is dissected afresh
+    with pytest.raises(AssertionError, match="should have stopped"):
+        cached_dissection(broken, "0", spec, raw_channels, key="broken", cache_dir=tmp_path,
+                          progress=False)
+    with pytest.raises(AssertionError, match="should have stopped"):
+        cached_dissection(broken, "0", spec, raw_channels, key="identity", size=1,
+                          cache_dir=tmp_path, progress=False)
 
 
 def test_read_rejects_a_file_that_is_not_a_dissection(tmp_path):

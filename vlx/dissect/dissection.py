@@ -28,7 +28,7 @@ from vlx.dissect.broden import BrodenProbe
 from vlx.dissect.cache import cache_name, cache_root
 from vlx.dissect.examples import TopImages
 from vlx.dissect.names import MIN_IOU, UnitName
-from vlx.dissect.probe import load_probe
+from vlx.dissect.probe import load_probe, probe_name
 from vlx.dissect.quantile import UnitQuantiles
 from vlx.dissect.tally import CategoryScore, IoUTally
 from vlx.errors import InputError
@@ -259,15 +259,16 @@ def cached_dissection(
     """``dissect`` once per (``key``, layer, probe, size), then read back from the cache.
 
     ``key`` names the model's identity (its weights): two models with one key share results.
-    The cache lives at ``cache_dir``, ``$VLX_CACHE`` or ``~/.cache/vlx``.
+    The cache (dissections and the shapes probe) lives at ``cache_dir``, ``$VLX_CACHE`` or
+    ``~/.cache/vlx``.
     """
-    directory = cache_root(cache_dir) / "dissections" / cache_name(key, layer, probe_spec, size)
+    probe = probe_name(probe_spec, size)
+    directory = cache_root(cache_dir) / "dissections" / cache_name(key, layer, probe)
     if (directory / JSON_FILE).is_file():
         return Dissection.read(directory)
-    probe = load_probe(probe_spec, size)
     result = dissect(
-        model, layer, probe, prepare, forward=forward, to_grid=to_grid, device=device,
-        progress=progress,
+        model, layer, load_probe(probe_spec, size, cache_dir=cache_dir), prepare,
+        forward=forward, to_grid=to_grid, device=device, progress=progress,
     )
     result.write(directory)
     return result

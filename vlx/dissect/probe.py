@@ -18,14 +18,17 @@ SHAPES_SPLIT = "test"
 SHAPES_CATEGORIES = ("colour", "shape", "texture")
 
 
-def load_probe(spec: str = SHAPES_PROBE, size: int | None = None) -> BrodenProbe:
+def load_probe(
+    spec: str = SHAPES_PROBE, size: int | None = None, *, cache_dir: str | Path | None = None
+) -> BrodenProbe:
     """``"shapes"``: the first ``size`` (default 200) held-out ShapesWorld scenes, written
-    to the cache once; anything else: a Broden directory (its first ``size`` images)."""
+    once to the cache (``cache_dir``, ``$VLX_CACHE`` or ``~/.cache/vlx``); anything else: a
+    Broden directory (its first ``size`` images)."""
     if spec == SHAPES_PROBE:
         count = SHAPES_PROBE_SIZE if size is None else size
         if count < 1:
             raise InputError(f"the shapes probe needs at least 1 image, got {count}")
-        directory = cache_root() / "probes" / cache_name("shapes", SHAPES_SPLIT, count)
+        directory = cache_root(cache_dir) / "probes" / cache_name("shapes", SHAPES_SPLIT, count)
         if not (directory / "index.csv").is_file():
             try:
                 write_shapes_probe(directory, count)
@@ -33,14 +36,23 @@ def load_probe(spec: str = SHAPES_PROBE, size: int | None = None) -> BrodenProbe
                 if not (directory / "index.csv").is_file():
                     raise
                 # another process finished the same probe first: use theirs
-        return BrodenProbe(directory, name=f"{SHAPES_PROBE}:{count}")
+        return BrodenProbe(directory, name=probe_name(spec, size))
     path = Path(spec).expanduser()
     if not path.is_dir():
         raise InputError(
             f"probe {spec!r} is neither {SHAPES_PROBE!r} nor a Broden directory "
             "(a folder with index.csv, label.csv, category.csv, c_*.csv and images/)"
         )
-    return BrodenProbe(path, size=size, name=str(path.resolve()) + (f":{size}" if size else ""))
+    return BrodenProbe(path, size=size, name=probe_name(spec, size))
+
+
+def probe_name(spec: str, size: int | None = None) -> str:
+    """What results call the probe ``load_probe(spec, size)`` gives: ``shapes:N`` or the
+    directory's absolute path (``:N`` when cut to N images); equal names, equal probes."""
+    if spec == SHAPES_PROBE:
+        return f"{SHAPES_PROBE}:{SHAPES_PROBE_SIZE if size is None else size}"
+    path = str(Path(spec).expanduser().resolve())
+    return path if size is None else f"{path}:{size}"
 
 
 def shapes_labels() -> list[Label]:

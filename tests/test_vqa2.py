@@ -83,7 +83,7 @@ def test_reads_questions_answers_and_images(tiny) -> None:
 
 
 def test_unknown_image_id(tiny) -> None:
-    with pytest.raises(InputError, match=r"image id 3 is not asked about .*known ids: 7, 42"):
+    with pytest.raises(InputError, match=r"image id 3 is not in the questions of .*known ids: 7, 42"):
         VQA2(*tiny).image(3)
 
 

@@ -7,16 +7,17 @@ up front, so a half-downloaded dataset fails when it is opened, not hours into t
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from vlx.data.json_records import entries, field, integer_id, read_json_object, unknown_image_id
 from vlx.errors import InputError
 from vlx.images import load_image
 
+COCO = "COCO captions"
 _CAPTIONS_FILE = re.compile(r"captions_(?P<split>.+)\.json")
 
 
@@ -29,7 +30,7 @@ class CocoCaptions:
 
     def __init__(self, annotations: str | Path, images: str | Path | None = None) -> None:
         self.annotations = Path(annotations)
-        data = _read_json(self.annotations)
+        data = read_json_object(self.annotations, COCO)
         self.files = _image_files(data, self.annotations)
         self._captions = _captions_by_image(data, self.annotations, self.files)
         self.folder = _image_folder(self.annotations) if images is None else Path(images)
@@ -72,11 +73,7 @@ class CocoCaptions:
 
     def _require(self, image_id: int) -> int:
         if image_id not in self.files:
-            known = sorted(self.files)
-            hint = ", ".join(map(str, known[:5])) + (", ..." if len(known) > 5 else "")
-            raise InputError(
-                f"image id {image_id!r} is not in {str(self.annotations)!r}; known ids: {hint}"
-            )
+            raise unknown_image_id(image_id, self.files, repr(str(self.annotations)))
         return image_id
 
     def _check_files(self, discovered: bool) -> None:
@@ -103,52 +100,14 @@ def _image_folder(annotations: Path) -> Path:
     return annotations.parent
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"captions file {str(path)!r} does not exist or is not a file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{str(path)!r} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise InputError(
-            f"{str(path)!r} is not a COCO captions file: expected an object with 'images' and "
-            f"'annotations', got a JSON {type(data).__name__}"
-        )
-    return data
-
-
-def _entries(data: dict[str, Any], key: str, path: Path) -> list[Any]:
-    if key not in data:
-        raise InputError(
-            f"{str(path)!r} has no {key!r} key; a COCO captions file has 'images' and 'annotations'"
-        )
-    if not isinstance(data[key], list):
-        raise InputError(f"{str(path)!r}: {key!r} must be a list, got {type(data[key]).__name__}")
-    return data[key]
-
-
-def _field(entry: Any, key: str, where: str, path: Path) -> Any:
-    if not isinstance(entry, dict) or key not in entry:
-        raise InputError(f"{str(path)!r}: {where} has no {key!r} key")
-    return entry[key]
-
-
-def _id(entry: Any, key: str, where: str, path: Path) -> int:
-    value = _field(entry, key, where, path)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InputError(f"{str(path)!r}: {where} {key!r} must be an integer, got {value!r}")
-    return value
-
-
 def _image_files(data: dict[str, Any], path: Path) -> dict[int, str]:
     files: dict[int, str] = {}
-    for n, entry in enumerate(_entries(data, "images", path)):
+    for n, entry in enumerate(entries(data, "images", path, COCO)):
         where = f"images[{n}]"
-        image_id = _id(entry, "id", where, path)
+        image_id = integer_id(entry, "id", where, path)
         if image_id in files:
             raise InputError(f"{str(path)!r}: image id {image_id} is listed twice ({where})")
-        files[image_id] = str(_field(entry, "file_name", where, path))
+        files[image_id] = str(field(entry, "file_name", where, path))
     return files
 
 
@@ -157,10 +116,10 @@ def _captions_by_image(
 ) -> dict[int, list[str]]:
     """Image id (ascending) -> captions in file order."""
     captions: dict[int, list[str]] = {}
-    for n, entry in enumerate(_entries(data, "annotations", path)):
+    for n, entry in enumerate(entries(data, "annotations", path, COCO)):
         where = f"annotations[{n}]"
-        image_id = _id(entry, "image_id", where, path)
-        caption = _field(entry, "caption", where, path)
+        image_id = integer_id(entry, "image_id", where, path)
+        caption = field(entry, "caption", where, path)
         if image_id not in files:
             raise InputError(
                 f"{str(path)!r}: {where} captions image id {image_id}, which has no entry in 'images'"

@@ -7,18 +7,17 @@ when it is opened, not hours into training.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
-from vlx.data.coco import _field, _id
+from vlx.data.json_records import entries, field, integer_id, read_json_object, unknown_image_id
 from vlx.errors import InputError
 from vlx.images import load_image
 
+FORMAT = "VQA v2"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # COCO_train2014_000000123456.jpg, 000000123456.jpg and 123456.png all name image 123456.
 _TRAILING_ID = re.compile(r"(\d+)$")
@@ -75,11 +74,8 @@ class VQA2:
 
     def image_path(self, image_id: int) -> Path:
         if image_id not in self.files:
-            known = sorted(self.files)
-            hint = ", ".join(map(str, known[:5])) + (", ..." if len(known) > 5 else "")
-            raise InputError(
-                f"image id {image_id!r} is not asked about in {str(self.questions_path)!r}; "
-                f"known ids: {hint}"
+            raise unknown_image_id(
+                image_id, self.files, f"the questions of {str(self.questions_path)!r}"
             )
         return self.files[image_id]
 
@@ -88,29 +84,14 @@ class VQA2:
         return load_image(self.image_path(image_id))
 
 
-def _read_entries(path: Path, key: str) -> list[Any]:
-    """``data[key]`` of a JSON object file, with errors that name the file and the key."""
-    if not path.is_file():
-        raise InputError(f"VQA file {str(path)!r} does not exist or is not a file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{str(path)!r} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or key not in data:
-        raise InputError(f"{str(path)!r} has no {key!r} key: not a VQA v2 {key} file")
-    if not isinstance(data[key], list):
-        raise InputError(f"{str(path)!r}: {key!r} must be a list, got {type(data[key]).__name__}")
-    return data[key]
-
-
 def _questions(path: Path) -> dict[int, tuple[int, str]]:
     """Question id -> (image id, question text)."""
     asked: dict[int, tuple[int, str]] = {}
-    for n, entry in enumerate(_read_entries(path, "questions")):
+    for n, entry in enumerate(entries(read_json_object(path, FORMAT), "questions", path, FORMAT)):
         where = f"questions[{n}]"
-        question_id = _id(entry, "question_id", where, path)
-        image_id = _id(entry, "image_id", where, path)
-        text = _field(entry, "question", where, path)
+        question_id = integer_id(entry, "question_id", where, path)
+        image_id = integer_id(entry, "image_id", where, path)
+        text = field(entry, "question", where, path)
         if not isinstance(text, str):
             raise InputError(f"{str(path)!r}: {where} question must be text, got {text!r}")
         if question_id in asked:
@@ -124,11 +105,11 @@ def _questions(path: Path) -> dict[int, tuple[int, str]]:
 def _answers(path: Path, asked: dict[int, tuple[int, str]]) -> dict[int, str]:
     """Question id -> its ``multiple_choice_answer``; every annotation must match a question."""
     answers: dict[int, str] = {}
-    for n, entry in enumerate(_read_entries(path, "annotations")):
+    for n, entry in enumerate(entries(read_json_object(path, FORMAT), "annotations", path, FORMAT)):
         where = f"annotations[{n}]"
-        question_id = _id(entry, "question_id", where, path)
-        image_id = _id(entry, "image_id", where, path)
-        answer = _field(entry, "multiple_choice_answer", where, path)
+        question_id = integer_id(entry, "question_id", where, path)
+        image_id = integer_id(entry, "image_id", where, path)
+        answer = field(entry, "multiple_choice_answer", where, path)
         if question_id not in asked:
             raise InputError(
                 f"{str(path)!r}: {where} answers question id {question_id}, which is not in the "

@@ -133,6 +133,22 @@ def test_cached_dissection_computes_once_per_model_layer_and_probe(two_image_pro
                           cache_dir=tmp_path, progress=False)
 
 
+def test_a_dissection_of_names_alone_can_be_written_and_read(tmp_path):
+    from vlx.dissect import UnitName
+
+    names = [UnitName(0, "colour", "red", 0.3), UnitName(1, "shape", "star", 0.01)]
+    result = Dissection("layer", "shapes:3", names, categories=["colour", "shape"])
+    result.write(tmp_path)
+    assert Dissection.read(tmp_path) == result
+    lines = (tmp_path / "tally.csv").read_text().splitlines()
+    assert lines[1].startswith("1,colour,red,0.300000,") and lines[2].startswith("2,shape,star")
+    assert result.named_per_category() == {"colour": 1, "shape": 0}
+    with pytest.raises(ValueError, match="one entry for each of 2 units"):
+        Dissection("layer", "p", names, thresholds=[1.0])
+    with pytest.raises(ValueError, match="units\\[k\\] must describe unit k"):
+        Dissection("layer", "p", names[::-1])
+
+
 def test_read_rejects_a_file_that_is_not_a_dissection(tmp_path):
     (tmp_path / "dissection.json").write_text('{"layer": "x"}')
     with pytest.raises(InputError, match="not a dissection"):

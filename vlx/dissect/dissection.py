@@ -69,6 +69,19 @@ class Dissection:
     quantile: float = QUANTILE
     images: int = 0
 
+    def __post_init__(self) -> None:
+        """Details left out (a result built by hand from names alone) become empty per unit,
+        so every Dissection can be written; given details must cover every unit."""
+        count = len(self.units)
+        self.by_category = self.by_category or [{} for _ in range(count)]
+        self.top = self.top or [[unit] for unit in self.units]
+        self.examples = self.examples or [[] for _ in range(count)]
+        details = (self.by_category, self.top, self.examples, self.thresholds or self.units)
+        if any(len(detail) != count for detail in details):
+            raise ValueError(f"per-unit details must have one entry for each of {count} units")
+        if any(unit.unit != k for k, unit in enumerate(self.units)):
+            raise ValueError("units[k] must describe unit k")
+
     def named_per_category(self) -> dict[str, int]:
         """How many units carry a name (IoU at least ``MIN_IOU``), per category."""
         counts = {category: 0 for category in self.categories}
@@ -102,7 +115,7 @@ class Dissection:
                 layer=data["layer"],
                 probe=data["probe"],
                 units=[UnitName(u["unit"], u["category"], u["label"], u["iou"]) for u in units],
-                thresholds=[u["threshold"] for u in units],
+                thresholds=[u["threshold"] for u in units if u["threshold"] is not None],
                 categories=list(data["categories"]),
                 by_category=[
                     {c: CategoryScore(**score) for c, score in u["by_category"].items()}
@@ -153,7 +166,7 @@ class Dissection:
                     "label": unit.label,
                     "iou": unit.iou,
                     "named": unit.named,
-                    "threshold": self.thresholds[unit.unit],
+                    "threshold": self.thresholds[unit.unit] if self.thresholds else None,
                     "by_category": {
                         c: vars(score) for c, score in self.by_category[unit.unit].items()
                     },

@@ -124,7 +124,7 @@ def test_per_target_explanations_read_the_alphas_of_each_target() -> None:
     assert [u.unit for u in negated.persuasive] == [5, 3, 6]
     guided = Explanation(maps=torch.zeros(1, 1, 2, 2), scores=torch.zeros(1, 1), targets=None,
                          method="guided-backprop")
-    with pytest.raises(ValueError, match="gradcam, counterfactual, guided-gradcam"):
+    with pytest.raises(ValueError, match="gradcam, guided-gradcam, counterfactual"):
         textual_explanations(guided, NAMES, ["red"])
 
 
@@ -150,3 +150,13 @@ def test_figure_draws_image_overlay_and_one_bar_per_unit_in_its_colour() -> None
     assert max(green_rows) == 111 and min(green_rows) == 13  # rectangle includes both ends
     assert len({r for r, row in enumerate(green) if row.any()}) == 4 * 13  # 4 bars, 13 px high
     assert len({r for r, row in enumerate(red) if row.any()}) == 3 * 13
+
+
+def test_counterfactual_alphas_are_read_as_the_targets_own() -> None:
+    alphas = torch.tensor([[ALPHAS]])
+    kwargs = {"maps": torch.zeros(1, 1, 2, 2), "scores": torch.zeros(1, 1), "targets": None}
+    gradcam = Explanation(method="gradcam", alphas=alphas, **kwargs)
+    counterfactual = Explanation(method="counterfactual", alphas=-alphas, **kwargs)
+    assert textual_explanations(counterfactual, NAMES, ["red"]) == textual_explanations(
+        gradcam, NAMES, ["red"]
+    )

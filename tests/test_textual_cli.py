@@ -72,6 +72,29 @@ def test_explain_text_on_efficientnet(tmp_path, cache, capsys):
     assert tally[0].stat().st_mtime_ns == stamp
 
 
+def test_explain_text_on_hf_vit_reads_the_patch_grid(tmp_path, capsys):
+    import torch
+    import transformers
+
+    config = transformers.ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, num_labels=3, id2label={0: "red", 1: "green", 2: "blue"},
+        label2id={"red": 0, "green": 1, "blue": 2},
+    )
+    torch.manual_seed(0)
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(
+        tmp_path / "vit"
+    )
+    summary = run_json(["explain", CHELSEA, "--model", f"hf:{tmp_path / 'vit'}", "--target",
+                        "red", "blue", "--out", str(tmp_path / "out"), *PROBE], capsys)
+    red, blue = summary["images"][0]["targets"]
+    check_text(red["text"], "red")
+    check_text(blue["text"], "blue")
+    assert red["text"]["layer"].endswith("1.layernorm_before")
+    assert {u["unit"] for u in red["text"]["persuasive"]} <= set(range(32))
+
+
 def test_caption_text_for_every_word(tmp_path, capsys):
     summary = run_json(["caption", "--out", str(tmp_path), *PROBE], capsys)
     for entry in summary["words"]:
@@ -87,7 +110,7 @@ def test_vqa_text_for_predicted_and_forced_answers(model, tmp_path, capsys):
                         "counterfactual,gradcam", "--out", str(tmp_path), *PROBE], capsys)
     assert {"red", "circle"} <= {a["answer"] for a in summary["answers"]}
     for entry in summary["answers"]:
-        check_text(entry["text"], entry["answer"], method="counterfactual")
+        check_text(entry["text"], entry["answer"])
 
 
 def test_human_output_prints_the_sentences(tmp_path, capsys):
@@ -138,7 +161,7 @@ def test_text_with_only_guided_methods_is_an_error_naming_the_alpha_methods(
                  *PROBE])
     err = capsys.readouterr().err
     assert code == 2
-    assert "--text needs a method that gives alphas (gradcam, counterfactual, guided-gradcam)" in err
+    assert "--text needs a method that gives alphas (gradcam, guided-gradcam, counterfactual)" in err
     assert not out.exists()
 
 
@@ -147,3 +170,35 @@ def test_bad_probe_options_are_errors(tmp_path, capsys):
     assert "--probe-images must be at least 1" in capsys.readouterr().err
     assert main(["vqa", "--out", str(tmp_path), "--text", "--probe", str(tmp_path / "none")]) == 2
     assert "is neither 'shapes' nor a Broden directory" in capsys.readouterr().err
+
+
+def test_dissection_report_fast(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "dissection_report.py"
+    spec = importlib.util.spec_from_file_location("dissection_report", script)
+    report = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "dissection_report", report)  # for its dataclasses
+    spec.loader.exec_module(report)
+    results = report.main(["--fast", "--out", str(tmp_path)])
+    assert set(results["named"]) == {"captioner", "coattention", "lstm-cnn"}
+    for shares in [*results["named"].values(), results["efficientnet"]]:
+        assert all(0 <= share <= 1 for share in shares.values()) and sum(shares.values()) <= 1
+    for rates in results["own_concept"].values():
+        for rate, chance in rates.values():
+            assert 0 <= rate <= 1 and 0 <= chance <= 1
+    table = (tmp_path / "results" / "dissection.md").read_text()
+    assert "| captioner | 96 |" in table and "EfficientNet-Lite0 `bn2`" in table
+    figures = {p.name for p in (tmp_path / "figures").iterdir()}
+    assert figures == {f"dissection_{name}.png" for name in
+                       ("caption", "coattention", "lstm-cnn", "efficientnet", "efficientnet_units")}
+
+
+def test_counterfactual_alone_gives_the_same_text_as_gradcam(tmp_path, capsys):
+    texts = {}
+    for method in ("gradcam", "counterfactual"):
+        summary = run_json(["vqa", "--method", method, "--out", str(tmp_path), *PROBE], capsys)
+        texts[method] = summary["answers"][0]["text"]
+    assert texts["counterfactual"]["method"] == "counterfactual"
+    assert texts["counterfactual"]["sentence"] == texts["gradcam"]["sentence"]

@@ -129,7 +129,8 @@ INHIBITIVE_RGB = (200, 50, 50)
 
 
 def textual_figure(
-    image: Picture, heatmap: Picture, text: TextualExplanation, panel_size: int = 224
+    image: Picture, heatmap: Picture, text: TextualExplanation, panel_size: int = 224,
+    method: str = "Grad-CAM",
 ) -> Image.Image:
     """The paper's Fig. 9: the image, its Grad-CAM overlay, and beside them the top units for
     (green) and against (red) the target, each a bar as long as its |alpha| with the unit's
@@ -149,7 +150,7 @@ def textual_figure(
     lines = _wrap(text.sentence(), small, width - 2 * pad)
     sheet = Image.new("RGB", (width, pad + top_h + 16 * len(lines) + 2 * pad), "white")
     draw = ImageDraw.Draw(sheet)
-    for i, (label, tile) in enumerate(zip(("input", f"Grad-CAM: {text.target}"), tiles)):
+    for i, (label, tile) in enumerate(zip(("input", f"{method}: {text.target}"), tiles)):
         x = pad + i * (panel_size + pad)
         draw.text((x, pad), _fit(label, font, panel_size), fill="black", font=font)
         sheet.paste(tile, (x, pad + header_h))

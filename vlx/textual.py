@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 TOP_UNITS = 5
 """Units listed per side, as in the paper's Fig. 9."""
 
-ALPHA_METHODS = ("gradcam", "counterfactual", "guided-gradcam")
-"""Methods whose explanations carry alphas; guided backprop, deconvolution and occlusion do not."""
+ALPHA_METHODS = ("gradcam", "guided-gradcam", "counterfactual")
+"""Methods whose explanations carry alphas, in the order ``--text`` prefers them; guided
+backprop, deconvolution and occlusion have none."""
 
 
 @dataclass(frozen=True)
@@ -145,19 +146,26 @@ def textual_explanations(
 ) -> list[TextualExplanation]:
     """One textual explanation per target of image ``image`` of a Grad-CAM-family
     explanation; ``targets`` names its T targets as a person reads them."""
-    if explanation.alphas is None:
-        raise ValueError(
-            f"{explanation.method} gives no alphas; textual explanations need one of "
-            f"{', '.join(ALPHA_METHODS)}"
-        )
+    alphas = target_alphas(explanation)
     if len(targets) != explanation.num_targets:
         raise ValueError(
             f"{len(targets)} target names for {explanation.num_targets} explained targets"
         )
     return [
-        textual_explanation(explanation.alphas[image, t], units, name, k, explanation.layer)
+        textual_explanation(alphas[image, t], units, name, k, explanation.layer)
         for t, name in enumerate(targets)
     ]
+
+
+def target_alphas(explanation: Explanation) -> torch.Tensor:
+    """(N, T, K) the alphas of the targets themselves: a counterfactual explanation stores
+    them negated (Sec. 3.3), so its text still says what speaks for and against the target."""
+    if explanation.alphas is None:
+        raise ValueError(
+            f"{explanation.method} gives no alphas; textual explanations need one of "
+            f"{', '.join(ALPHA_METHODS)}"
+        )
+    return -explanation.alphas if explanation.method == "counterfactual" else explanation.alphas
 
 
 def _unit_list(units: Sequence[RankedUnit]) -> str:

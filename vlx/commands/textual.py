@@ -22,13 +22,14 @@ from vlx.dissect.names import UnitName
 from vlx.errors import InputError
 from vlx.explanation import Explanation
 from vlx.render import explanation_picture, save_png, textual_figure
-from vlx.textual import ALPHA_METHODS, textual_explanation
+from vlx.textual import ALPHA_METHODS, target_alphas, textual_explanation
 
 
 def text_method(methods: list[str]) -> str:
-    """The method whose alphas ``--text`` reads: the first one given that has alphas."""
-    for method in methods:
-        if method in ALPHA_METHODS:
+    """The method whose alphas and map ``--text`` shows: Grad-CAM where it was asked for,
+    else Guided Grad-CAM, else the counterfactual (its alphas negated back)."""
+    for method in ALPHA_METHODS:
+        if method in methods:
             return method
     raise InputError(
         f"--text needs a method that gives alphas ({', '.join(ALPHA_METHODS)}); "
@@ -100,10 +101,11 @@ def explain_text(
 ) -> list[dict[str, Any]]:
     """Per target of image ``n``: the textual explanation as JSON (the ``text`` of its entry)
     with the method read and the file of its Fig. 9 picture (written to ``path(t)``)."""
-    texts = []
+    texts, alphas = [], target_alphas(explanation)
     for t, label in enumerate(labels):
-        text = textual_explanation(explanation.alphas[n, t], units, label, layer=explanation.layer)
-        picture = textual_figure(image, explanation_picture(explanation, n, t, image), text)
+        text = textual_explanation(alphas[n, t], units, label, layer=explanation.layer)
+        picture = textual_figure(image, explanation_picture(explanation, n, t, image), text,
+                                 method=explanation.method)
         file = str(save_png(picture, path(t)))
         texts.append({**text.to_dict(), "method": explanation.method, "file": file})
     return texts

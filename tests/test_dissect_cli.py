@@ -60,3 +60,43 @@ def test_malformed_broden_probe_names_file_and_column(tmp_path, capsys):
                  str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "category.csv has no column 'name'" in err
+
+
+def test_dissects_on_a_broden_directory(tmp_path, capsys):
+    root = write_fixture(tmp_path / "broden")
+    out = tmp_path / "out"
+    argv = ["dissect", "--model", "coattention", "--probe", str(root), "--out", str(out), "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["probe"] == str(root.resolve()) and summary["images"] == 2
+    assert set(summary["named_per_category"]) == {"colour", "scene"}
+    assert (out / "units.png").is_file()
+
+
+def test_a_classifier_without_a_default_layer_is_probed_for_one(tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="random weights"):
+        code = main(["dissect", "--model", "mobilenet_v3_small", "--images", "2", "--out",
+                     str(out), "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["layer"] == "features" and summary["units"] == 576
+
+
+def test_token_layers_of_a_vit_are_dissected_on_their_patch_grid(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, num_labels=3,
+    )
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    transformers.ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(
+        tmp_path / "vit"
+    )
+    out = tmp_path / "out"
+    assert main(["dissect", "--model", f"hf:{tmp_path / 'vit'}", "--images", "2", "--out",
+                 str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["layer"].endswith("1.layernorm_before") and summary["units"] == 32

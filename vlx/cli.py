@@ -173,7 +173,8 @@ def _add_text_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--probe-images", type=int, default=PROBE_IMAGES,
-        help=f"images of the shapes probe for --text ({PROBE_IMAGES})",
+        help=f"probe images dissected for --text ({PROBE_IMAGES}; of a Broden directory, its "
+        "first N)",
     )
 
 

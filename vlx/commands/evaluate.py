@@ -46,7 +46,6 @@ PAPER = {
 DEFAULT_MODELS = {"vqa": "coattention", "classify": "efficientnet_lite0"}
 REFERRED = {"caption": ("colour", "shape", "size"), "vqa": ("colour", "shape")}
 ENERGY_CATEGORIES = ("colour", "shape", "size", "texture")
-DELETION_METHODS = ("gradcam", "guided-backprop", "occlusion", "random")
 REJECT_THRESHOLDS = tuple(2.0**k for k in range(-4, 7))
 
 

@@ -5,6 +5,10 @@ resolution, lies inside the mask of what the target refers to. A map without a m
 values equal, e.g. all zero) points nowhere and misses. Two baselines say what chance and a
 centre bias alone would score: the image centre, and a uniform random point (its expected
 accuracy, the mask's area fraction, rather than one noisy draw).
+
+The variant with rejection (Appendix D) also scores classes that are not in the image: a map
+for an absent class should say so by staying small, so a map whose raw maximum is under a
+threshold rejects its class.
 """
 
 from __future__ import annotations

@@ -1,0 +1,173 @@
+"""Paper Sec. 8.1: a Grad-CAM map for every word of a caption, and where those maps point.
+
+For held-out ShapesWorld scenes, the shipped Show-and-Tell captioner's generated caption is
+explained word by word (target: log p(w_t | image, w_<t), teacher forcing), one overlay per
+word as in the paper's Fig. 11. The pointing figures explain the scene's reference caption
+and mark, for each grounded word, the map's peak (circle) and the pixels the word refers to
+(outline): a hit when the peak lies inside. The table is the pointing game per word category
+on N test scenes (`vlx.tasks.captioning.caption_pointing`) next to the centre and random-point
+baselines and the paper's 30.0% on COCO.
+
+    python examples/caption_words.py                 # 300 test scenes, 4 figure scenes
+    python examples/caption_words.py --fast
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from _shapes_classifiers import figure_path, markdown_table, percent, write_results
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+from vlx.commands.explain import resolve_device
+from vlx.data.shapes import SPLITS, Scene, ShapesWorld
+from vlx.evaluate.pointing import pointing_hits
+from vlx.explanation import Explanation
+from vlx.render import explanation_picture, grid, save_png
+from vlx.tasks.captioning import POINTED_CATEGORIES, Captioner, caption_pointing
+
+NAME = "caption_words"
+PANEL = 192  # scenes are 128 px: shown enlarged, pixels kept crisp
+PAPER_POINTING = 0.300  # Sec. 8.1.1, COCO, per-word maps
+OUTLINE_RGB = (255, 255, 255)
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    result.add_argument("--fast", action="store_true",
+                        help="3 scenes scored, 1 figure scene: runs in seconds (for tests)")
+    result.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:N)")
+    result.add_argument("--out", type=Path, default=Path("docs"),
+                        help=f"writes OUT/results/{NAME}.md and OUT/figures/{NAME}_*.png")
+    result.add_argument("--images", type=int, default=300, help="test scenes scored (300)")
+    result.add_argument("--figures", type=int, default=4, help="test scenes drawn (4)")
+    return result
+
+
+def enlarged(scene: Scene, size: int = PANEL) -> Image.Image:
+    return Image.fromarray(scene.image).resize((size, size), Image.Resampling.NEAREST)
+
+
+def pointing_picture(
+    explanation: Explanation, t: int, picture: Image.Image, mask: np.ndarray
+) -> tuple[Image.Image, bool]:
+    """Map ``t`` of image 0 over ``picture`` with its peak circled and ``mask`` (the referent,
+    at the scene's resolution) outlined; and whether the peak hits the mask, located as the
+    pointing game locates it (after bilinear upsampling to the mask's size)."""
+    x, y = explanation.peaks(mask.shape)[0, t].tolist()
+    maps = explanation.maps[:1, t : t + 1].cpu()
+    hit = bool(pointing_hits(maps, torch.from_numpy(mask)[None, None])[0, 0])
+    panel = Image.fromarray(explanation_picture(explanation, 0, t, picture))
+    region = Image.fromarray(mask.astype(np.uint8) * 255).resize(
+        panel.size, Image.Resampling.NEAREST
+    )
+    edge = ImageChops.difference(region.filter(ImageFilter.MaxFilter(3)),
+                                 region.filter(ImageFilter.MinFilter(3)))
+    panel.paste(Image.new("RGB", panel.size, OUTLINE_RGB), mask=edge)
+    sx, sy = panel.width / mask.shape[1], panel.height / mask.shape[0]
+    cx, cy, r = (x + 0.5) * sx, (y + 0.5) * sy, 6
+    draw = ImageDraw.Draw(panel)
+    draw.ellipse([cx - r - 1, cy - r - 1, cx + r + 1, cy + r + 1], outline="black", width=4)
+    draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline="white", width=2)
+    return panel, hit
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
+    device = resolve_device(args.device)
+    images, drawn = (3, 1) if args.fast else (args.images, args.figures)
+    captioner = Captioner.load(device=str(device))
+    world = ShapesWorld(seed=0)
+    first = SPLITS["test"][0]
+    figures, captions = [], []
+    for index in range(first, first + drawn):
+        scene = world.scene(index)
+        generated = word_figure(captioner, scene, args.out)
+        figures += [generated[0], pointing_figure(captioner, scene, args.out)]
+        captions.append((index - first, generated[1], scene.caption()))
+    result = caption_pointing(captioner, world, first, images, progress=True)
+    write_results(args.out, NAME, report(result, images, captions))
+    print("figures: " + ", ".join(str(f) for f in figures))
+    return result
+
+
+def word_figure(captioner: Captioner, scene: Scene, out: Path) -> tuple[Path, str]:
+    """Fig. 11: the scene and one overlay per word of its generated caption."""
+    picture = enlarged(scene)
+    inputs = captioner.prepare([Image.fromarray(scene.image)])
+    words = captioner.caption(inputs)[0]
+    explanation = captioner.explain(inputs, words)
+    panels = [("input", picture)] + [
+        (f"{word} ({float(explanation.scores[0, t]):.2f})",
+         explanation_picture(explanation, 0, t, picture))
+        for t, word in enumerate(words)
+    ]
+    caption = "generated: " + " ".join(words) + "   (Grad-CAM per word; log p in brackets)"
+    figure = grid(panels, columns=min(len(panels), 7), caption=caption, panel_size=PANEL)
+    return save_png(figure, figure_path(out, NAME, f"_scene{scene.index - SPLITS['test'][0]}")), (
+        " ".join(words)
+    )
+
+
+def pointing_figure(captioner: Captioner, scene: Scene, out: Path) -> Path:
+    """The reference caption's grounded words: map, peak and the word's pixels (any instance)."""
+    picture = enlarged(scene)
+    tokens = scene.caption_grounding()
+    inputs = captioner.prepare([Image.fromarray(scene.image)])
+    explanation = captioner.explain(inputs, [t.word for t in tokens])
+    panels = [("input", picture)]
+    for t, token in enumerate(tokens):
+        if token.category in POINTED_CATEGORIES:
+            panel, hit = pointing_picture(explanation, t, picture, scene.word_mask(token.word))
+            panels.append((f"{token.word}: {'hit' if hit else 'miss'}", panel))
+    caption = ("reference: " + scene.caption() + "   (circle: the map's peak; outline: the "
+               "pixels the word refers to, any instance)")
+    figure = grid(panels, columns=min(len(panels), 7), caption=caption, panel_size=PANEL)
+    number = scene.index - SPLITS["test"][0]
+    return save_png(figure, figure_path(out, NAME, f"_pointing_scene{number}"))
+
+
+def report(result: dict, images: int, captions: list[tuple[int, str, str]]) -> str:
+    lenient, strict = result["lenient"], result["strict"]
+    rows = []
+    for category in POINTED_CATEGORIES:
+        if category in lenient:
+            row = lenient[category]
+            rows.append([category, row["count"], percent(row["accuracy"]),
+                         percent(strict[category]["accuracy"]), percent(row["centre"]),
+                         percent(row["random"]), ""])
+    total = sum(r["count"] for r in lenient.values())
+    if total:
+        def overall(summary: dict, key: str) -> str:
+            return percent(sum(r[key] * r["count"] for r in summary.values()) / total)
+
+        rows.append(["all grounded words", total, overall(lenient, "accuracy"),
+                     overall(strict, "accuracy"), overall(lenient, "centre"),
+                     overall(lenient, "random"), percent(PAPER_POINTING)])
+    header = ["word category", "words", "pointing, any instance", "pointing, described object",
+              "centre baseline", "random point", "*paper* (COCO)"]
+    figure_rows = [[f"`{NAME}_scene{i}.png`", generated, reference]
+                   for i, generated, reference in captions]
+    return (
+        "# Per-word caption maps and their pointing (paper Sec. 8.1)\n\n"
+        f"The shipped ShapesWorld Show-and-Tell captioner; the {images} first test scenes; each "
+        "scene's reference caption explained word by word (teacher forcing, target "
+        "log p(w_t | image, w_<t), Grad-CAM at `encoder.stages.2`). A hit: the map's peak, "
+        "after bilinear upsampling, lies on any object of the word's category (the paper's "
+        "rule) or, strictly, on the object the word describes (texture words: the background). "
+        "Baselines: the image centre, and a uniform random point (its expected hit rate). "
+        "*Paper*: 30.0% pointing accuracy for per-word maps on COCO (Sec. 8.1.1); it "
+        "measured real photos with a VGG-16 captioner, vlx a synthetic world, so the numbers are context, not a like-for-like "
+        "comparison.\n\n"
+        + markdown_table(header, rows)
+        + "\nFigures (Fig. 11): one overlay per generated word; `_pointing_` figures mark the "
+        "peak and outline the word's pixels.\n\n"
+        + markdown_table(["figure", "generated caption", "reference caption"], figure_rows)
+    )
+
+
+if __name__ == "__main__":
+    main()

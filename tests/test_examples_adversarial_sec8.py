@@ -1,0 +1,103 @@
+"""The Sec. 6.2 and Sec. 8 experiments (examples/) end to end in their --fast mode."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from PIL import Image
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import ``examples/NAME.py`` with examples/ on the path, as running it would."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(name: str, out: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> object:
+    """Run ``examples/NAME.py --fast --out OUT`` in-process; check its table and leftovers."""
+    results = load(name, monkeypatch).main(["--fast", "--out", str(out)])
+    table = (out / "results" / f"{name}.md").read_text()
+    assert table.startswith("# ") and "\n|---|" in table
+    assert table in capsys.readouterr().out
+    assert not list(out.rglob(".*"))  # no temporary files left behind
+    return results
+
+
+def figure(path: Path, min_width: int, min_height: int) -> Image.Image:
+    image = Image.open(path)
+    assert image.width >= min_width and image.height >= min_height
+    return image
+
+
+def test_adversarial(tmp_path, monkeypatch, capsys) -> None:
+    rows = run("adversarial", tmp_path, monkeypatch, capsys)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["photo"] == "chelsea" and row["target"] == "airliner" and row["epsilon"] == 4.0
+    assert row["original"] in ("Egyptian cat", "tiger cat", "tabby, tabby cat")
+    assert 0 < row["max_change"] <= 4.0 + 1e-4  # in 1/255 units: the ball holds
+    # even 3 small steps move probability from the cat toward the airliner
+    assert row["p_target_after"] > row["p_target_before"]
+    assert row["p_original_after"] < row["p_original_before"]
+    assert row["original_hit_clean"]  # the clean cat map peaks on the cat's face
+    assert row["original_ratio_clean"] > 1.0
+    assert 0.3 < row["box_share"] < 0.5
+    # five Fig. 7 panels of ~224 x 149 at the photo's aspect, in one row
+    figure(tmp_path / "figures" / "adversarial_chelsea.png", 5 * 224, 149)
+
+
+def test_box_mask_scales_a_photo_box_to_the_model_input(monkeypatch) -> None:
+    module = load("adversarial", monkeypatch)
+    # a 400 x 200 photo shown to the model at 4 x 8 (H, W): x / 50, y / 50
+    mask = module.box_mask((100, 50, 300, 150), (400, 200), (4, 8))
+    expected = [[0] * 8, [0, 0, 1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 0, 0], [0] * 8]
+    assert mask.int().tolist() == expected
+
+
+def test_caption_words(tmp_path, monkeypatch, capsys) -> None:
+    result = run("caption_words", tmp_path, monkeypatch, capsys)
+    assert set(result) == {"lenient", "strict"}
+    # scenes 0-2: 6 colour words, 6 shape words, at least one textured background
+    assert result["lenient"]["colour"]["count"] == 6
+    assert result["lenient"]["shape"]["count"] == 6
+    for category, row in result["lenient"].items():
+        assert 0 <= result["strict"][category]["accuracy"] <= row["accuracy"] <= 1
+    table = (tmp_path / "results" / "caption_words.md").read_text()
+    assert "| all grounded words |" in table and "30.0%" in table
+    figure(tmp_path / "figures" / "caption_words_scene0.png", 7 * 192, 2 * 192)
+    figure(tmp_path / "figures" / "caption_words_pointing_scene0.png", 4 * 192, 192)
+
+
+def test_vqa_answers(tmp_path, monkeypatch, capsys) -> None:
+    results = run("vqa_answers", tmp_path, monkeypatch, capsys)
+    assert set(results) == {"coattention", "lstm-cnn"}
+    for result in results.values():
+        assert set(result["pointing"]) == {"colour", "shape"}
+        assert set(result["faithfulness"]) == {"gradcam", "guided-backprop"}
+        for row in result["faithfulness"].values():
+            assert -1 <= row["rank_correlation"] <= 1
+    table = (tmp_path / "results" / "vqa_answers.md").read_text()
+    assert "| *paper* (VQA, VGG-16) | 0.60 | 0.42 |" in table
+    # one row per model: the input and three forced answers
+    figure(tmp_path / "figures" / "vqa_answers_scene0.png", 4 * 176, 2 * 176)
+
+
+def test_forced_answers_put_the_truth_first_then_other_objects_colours(monkeypatch) -> None:
+    module = load("vqa_answers", monkeypatch)
+    from vlx.data.shapes import SPLITS, ShapesWorld
+
+    scene, question = module.colour_questions(ShapesWorld(seed=0), SPLITS["test"][0], 1)[0]
+    answers = module.forced_answers(scene, question)
+    assert answers[0] == question.answer and len(set(answers)) == 3
+    others = list(dict.fromkeys(o.colour for o in scene.objects if o.colour != question.answer))
+    assert answers[1 : 1 + len(others[:2])] == others[:2]

@@ -202,3 +202,12 @@ def test_counterfactual_alone_gives_the_same_text_as_gradcam(tmp_path, capsys):
         texts[method] = summary["answers"][0]["text"]
     assert texts["counterfactual"]["method"] == "counterfactual"
     assert texts["counterfactual"]["sentence"] == texts["gradcam"]["sentence"]
+
+
+def test_text_on_a_broden_directory_probe(tmp_path, capsys):
+    from vlx.dissect import write_shapes_probe
+
+    broden = write_shapes_probe(tmp_path / "broden", 3)
+    summary = run_json(["vqa", "--model", "lstm-cnn", "--out", str(tmp_path / "out"), "--text",
+                        "--probe", str(broden)], capsys)
+    check_text(summary["answers"][0]["text"], summary["answer"])

@@ -37,6 +37,7 @@ class ShapesClassification:
             holding another shape are skipped.
         image_size: side of the rendered scenes in pixels.
         textured_fraction: share of scenes on a textured background (as in ShapesWorld).
+        object_scale: object size relative to ShapesWorld's default (as in ShapesWorld).
         backgrounds: ``None``, or one background per class on which every scene of that
             class is drawn: a context that predicts the label (the biased data of Sec. 6.3).
         seed: the world's seed.
@@ -45,6 +46,7 @@ class ShapesClassification:
     classes: tuple[str, ...] = SHAPES
     image_size: int = 64
     textured_fraction: float = 0.5
+    object_scale: float = 1.0
     backgrounds: tuple[str, ...] | None = None
     seed: int = 0
 
@@ -68,7 +70,7 @@ class ShapesClassification:
     def world(self) -> ShapesWorld:
         return ShapesWorld(
             seed=self.seed, image_size=self.image_size, min_objects=1, max_objects=1,
-            textured_fraction=self.textured_fraction,
+            textured_fraction=self.textured_fraction, object_scale=self.object_scale,
         )
 
     def scene(self, index: int) -> Scene | None:

@@ -25,7 +25,7 @@ def inside_outside_ratio(map: torch.Tensor, mask: torch.Tensor) -> float:
         raise ValueError(
             f"map and mask must be 2-D, got shapes {tuple(map.shape)} and {tuple(mask.shape)}"
         )
-    mask = mask.bool()
+    mask = mask.to(map.device).bool()
     inside_count = int(mask.sum())
     if inside_count in (0, mask.numel()):
         raise ValueError(

@@ -49,6 +49,7 @@ from vlx.training import write_text_atomic
 CATEGORIES = ("colour", "shape", "texture")
 TARGET_CATEGORIES = ("colour", "shape")
 PICTURED_UNITS = 4
+FIGURES = ("caption", "coattention", "lstm-cnn", "efficientnet", "efficientnet_units")
 
 
 @dataclass
@@ -294,11 +295,13 @@ def markdown(
                          f"({best.iou:.3f}) |")
     lines += [
         "",
-        ("Figures: `figures/dissection_caption.png`, `figures/dissection_coattention.png`, "
-        "`figures/dissection_lstm-cnn.png` (a caption word and VQA answers with their named "
-        "units, as the paper's Fig. 9), `figures/dissection_efficientnet.png` (the cat photo's "
-        "top class), `figures/dissection_efficientnet_units.png` (probe images where "
-        "EfficientNet's best colour and texture units fire)."),
+        "## Figures",
+        "",
+        ("The paper's Fig. 9 for a caption word, a co-attention and an LSTM-CNN answer, and the "
+        "cat photo's top ImageNet class (names from the ShapesWorld probe); then probe images "
+        "where EfficientNet's best colour and texture units fire (region outlined)."),
+        "",
+        *[line for name in FIGURES for line in (f"![{name}](../figures/dissection_{name}.png)", "")],
         "",
     ]
     return "\n".join(lines)

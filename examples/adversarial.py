@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     targets = [classifier.class_index(t) for t in args.targets]
     photos = ["chelsea"] if args.fast else list(OBJECT_BOXES)
     steps = 3 if args.fast else args.steps
-    if args.fast:
-        targets, args.epsilon = targets[:1], args.epsilon[-1:]
+    epsilons = args.epsilon[-1:] if args.fast else args.epsilon
+    targets = targets[:1] if args.fast else targets
     rows, figures = [], []
     for photo in photos:
         image = load_image(ASSETS / f"{photo}.jpg")
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         mask = box_mask(box, image.size, preprocess.size)
         clean = to_pixels.batch([image]).to(device)
         original = int(probabilities(classifier, clean).argmax())
-        for epsilon in args.epsilon:
+        for epsilon in epsilons:
             started = time.perf_counter()
             adversarial = targeted_pgd(
                 classifier.model, clean.expand(len(targets), -1, -1, -1), targets,
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                               step_size=args.step_size, seconds=seconds / len(targets))
                 rows.append(result)
                 panels += figure_row(image, box, clean, adversarial[row : row + 1], result)
-            if epsilon == max(args.epsilon):
+            if epsilon == max(epsilons):
                 figure = grid(panels, columns=5, caption=figure_caption(photo, epsilon, steps),
                               panel_size=224)
                 figures.append(save_png(figure, figure_path(args.out, NAME, f"_{photo}")))

@@ -9,7 +9,7 @@ correct answer's map per question kind (`vlx.tasks.vqa.vqa_pointing`), and the r
 correlation of Grad-CAM and Guided Backprop maps with occlusion maps
 (`vlx.tasks.vqa.vqa_faithfulness`; paper 0.60 vs 0.42).
 
-    python examples/vqa_answers.py                   # 300 scenes pointing, 50 faithfulness
+    python examples/vqa_answers.py                   # 300 scenes pointing, 100 faithfulness
     python examples/vqa_answers.py --fast
 """
 
@@ -43,8 +43,8 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--out", type=Path, default=Path("docs"),
                         help=f"writes OUT/results/{NAME}.md and OUT/figures/{NAME}_*.png")
     result.add_argument("--images", type=int, default=300, help="test scenes for pointing (300)")
-    result.add_argument("--faithfulness-images", type=int, default=50,
-                        help="test scenes for the occlusion rank correlation (50)")
+    result.add_argument("--faithfulness-images", type=int, default=100,
+                        help="test scenes for the occlusion rank correlation (100)")
     result.add_argument("--figures", type=int, default=3, help="test scenes drawn (3)")
     return result
 

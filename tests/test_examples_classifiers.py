@@ -102,3 +102,24 @@ def test_object_energy_share_by_hand(monkeypatch) -> None:
     result = share(maps, masks)
     assert result[0].item() == pytest.approx(5 / 8)
     assert math.isnan(result[1].item())
+
+
+def test_trained_models_are_cached_by_recipe(tmp_path, monkeypatch) -> None:
+    import torch
+
+    helpers = load("_shapes_classifiers", monkeypatch)
+    recipe = helpers.Recipe("tiny").fast(steps=2)
+    first = helpers.trained(recipe, tmp_path, "cpu")
+    assert len(list(tmp_path.glob("tiny-*.pt"))) == 1
+    assert len(list(tmp_path.glob("tiny-*.json"))) == 1
+
+    def no_training(*args: object) -> None:
+        raise AssertionError("a cached recipe was trained again")
+
+    monkeypatch.setattr(helpers, "train_shapes_classifier", no_training)
+    again = helpers.trained(recipe, tmp_path, "cpu")
+    assert again.val_accuracy == first.val_accuracy
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(AssertionError, match="trained again"):
+        helpers.trained(helpers.Recipe("tiny", steps=3).fast(steps=3), tmp_path, "cpu")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from vlx.cam import GradCAM
 from vlx.data.shapes import Scene
+from vlx.dissect.cache import cache_root
 from vlx.explanation import normalize
 from vlx.models.shapes_classifier import (
     LAYER,
@@ -76,12 +76,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def work_dir(work: Path | None) -> Path:
-    if work is not None:
-        return work
-    root = Path(os.environ["VLX_CACHE"]) if os.environ.get("VLX_CACHE") else (
-        Path.home() / ".cache" / "vlx"
-    )
-    return root / "experiments"
+    return work if work is not None else cache_root() / "experiments"
 
 
 def trained(recipe: Recipe, work: Path | None, device: str) -> Trained:

@@ -72,16 +72,19 @@ def test_table3_ablations(tmp_path, work, monkeypatch, capsys) -> None:
 
 def test_model_comparison(tmp_path, work, monkeypatch, capsys) -> None:
     results = run("model_comparison", tmp_path, work, monkeypatch, capsys)
-    names = {"classifier-large-objects", "classifier-large-objects-short"}
-    assert set(results) == names | {"only_hits"}
-    only = results.pop("only_hits")
-    assert set(only) == names
-    agreed = {r["agreed"] for r in results.values()}
-    assert len(agreed) == 1 and sum(only.values()) <= agreed.pop() <= 40
-    for result in results.values():
-        assert result["agreed_accuracy"] == 1.0
-        assert 0 <= result["accuracy"] <= 1
-        assert math.isnan(result["pointing"]) or 0 <= result["pointing"] <= 1
+    pairs = sys.modules["model_comparison"].PAIRS
+    assert set(results) == set(pairs)
+    for setting, (stronger, weaker) in pairs.items():
+        names = {stronger.name, weaker.name}
+        assert set(results[setting]) == names | {"only_hits"}
+        only = results[setting].pop("only_hits")
+        assert set(only) == names
+        agreed = {r["agreed"] for r in results[setting].values()}
+        assert len(agreed) == 1 and sum(only.values()) <= agreed.pop() <= 40
+        for result in results[setting].values():
+            assert result["agreed_accuracy"] == 1.0
+            assert 0 <= result["accuracy"] <= 1
+            assert math.isnan(result["pointing"]) or 0 <= result["pointing"] <= 1
 
 
 def test_dataset_bias(tmp_path, work, monkeypatch, capsys) -> None:

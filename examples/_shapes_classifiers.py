@@ -17,8 +17,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from vlx.cam import GradCAM
+from vlx.commands.explain import resolve_device
 from vlx.data.shapes import Scene
 from vlx.dissect.cache import cache_root
+from vlx.errors import InputError
 from vlx.explanation import normalize
 from vlx.models.shapes_classifier import (
     LAYER,
@@ -66,13 +68,21 @@ def parser(description: str) -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(description=description)
     result.add_argument("--fast", action="store_true",
                         help="tiny models, few steps and images: runs in seconds (for tests)")
-    result.add_argument("--device", default="cpu", help="torch device for training and maps")
+    result.add_argument("--device", default="cpu", type=_device,
+                        help="torch device for training and maps: cpu, cuda, cuda:N")
     result.add_argument("--out", type=Path, default=Path("docs"),
                         help="writes OUT/results/NAME.md and OUT/figures/NAME*.png")
     result.add_argument("--work", type=Path, default=None,
                         help="trained-model cache (default $VLX_CACHE/experiments or "
                         "~/.cache/vlx/experiments)")
     return result
+
+
+def _device(name: str) -> str:
+    try:
+        return str(resolve_device(name))
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def work_dir(work: Path | None) -> Path:

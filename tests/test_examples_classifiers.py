@@ -139,3 +139,12 @@ def test_pointing_tolerance_disk_by_hand(monkeypatch) -> None:
     # every pixel within Euclidean distance 2 of (3, 3): 13 pixels, (1, 1) off-diagonal in
     assert int(grown.sum()) == 13
     assert grown[1, 3] and grown[2, 2] and not grown[1, 2] and not grown[0, 3]
+
+
+def test_a_bad_device_is_one_clear_error(tmp_path, monkeypatch, capsys) -> None:
+    module = load("dataset_bias", monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--fast", "--device", "gpu", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "unknown device 'gpu'; valid: cpu, cuda, cuda:N" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

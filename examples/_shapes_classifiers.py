@@ -58,6 +58,8 @@ class Recipe:
 
 @dataclass
 class Trained:
+    """A recipe's model (eval mode) and its validation accuracy from the checkpoint."""
+
     model: ShapesClassifier
     recipe: Recipe
     val_accuracy: float

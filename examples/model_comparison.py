@@ -153,15 +153,17 @@ def main(argv: list[str] | None = None) -> dict:
         + "\n" + "\n".join(verdict(setting, c) for setting, c in comparisons.items()) + "\n"
     )
     write_results(args.out, NAME, text)
-    first = next(iter(comparisons.values()))
+    setting, first = next(iter(comparisons.items()))
     shown = torch.nonzero(first.hits[0] & ~first.hits[1])[:, 0].tolist()
     shown = (shown + [i for i in range(len(first.scenes)) if i not in shown])[:FIGURE_SCENES]
-    picture = figure(first.models, [first.scenes[i] for i in shown], first.labels[shown])
+    picture = figure(first.models, [first.scenes[i] for i in shown], first.labels[shown], setting)
     save_png(picture, figure_path(args.out, NAME))
     return {setting: c.results for setting, c in comparisons.items()}
 
 
-def figure(models: list[Trained], scenes: list[Scene], labels: torch.Tensor) -> Image.Image:
+def figure(
+    models: list[Trained], scenes: list[Scene], labels: torch.Tensor, setting: str
+) -> Image.Image:
     """Per agreed scene: the image and each model's Grad-CAM for the shared class."""
     maps = [gradcam(m.model, scenes, labels) for m in models]
     panels = []
@@ -171,7 +173,8 @@ def figure(models: list[Trained], scenes: list[Scene], labels: torch.Tensor) -> 
         panels += [(f"{m.recipe.steps} steps", panel(scene, per_model[i]))
                    for m, per_model in zip(models, maps)]
     return grid(panels, columns=1 + len(models), panel_size=160,
-                caption="Same correct prediction, different evidence: Grad-CAM per model")
+                caption=f"Same correct prediction, different evidence ({setting}): Grad-CAM "
+                "per model")
 
 
 if __name__ == "__main__":

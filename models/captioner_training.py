@@ -177,8 +177,9 @@ def train_captioner(options: CaptionerTraining) -> dict:
         _save(options, model, vocabulary, done, source, {"loss": loss}, optimizer, auxiliary)
 
     loss = optimise(
-        options, optimizer, list(model.parameters()), start, step_loss, checkpoint,
-        f"train captioner ({source.name})",
+        optimizer, options.steps, options.lr, step_loss, f"train captioner ({source.name})",
+        start=start, clipped=list(model.parameters()), checkpoint=checkpoint,
+        checkpoint_every=options.checkpoint_every,
     )
     model.eval()
     metrics = {"loss": loss}

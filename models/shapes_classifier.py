@@ -20,7 +20,7 @@ from torch import nn
 
 from vlx.data.shapes import BACKGROUNDS, SHAPES, SPLITS, Scene, ShapesWorld
 from vlx.models.encoders import ResNetEncoder, arrays_to_tensor
-from vlx.training import command_line, cosine_lr, load_checkpoint, progress, save_checkpoint
+from vlx.training import command_line, load_checkpoint, optimise, save_checkpoint
 
 LAYER = "encoder"
 """The layer to explain: the encoder's output, the activations A the pooling averages."""
@@ -192,21 +192,19 @@ def train_shapes_classifier(options: ClassifierTraining) -> tuple[ShapesClassifi
     device = torch.device(options.device)
     model = ShapesClassifier(options.data.classes, options.widths).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=1e-4)
-    warmup = min(100, options.steps // 10)
-    losses: list[float] = []
-    for step in progress(0, options.steps, f"train classifier ({Path(options.out).stem})"):
+
+    def step_loss(step: int) -> torch.Tensor:
         images, labels = options.data.batch(step, options.batch)
-        for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, options.steps, options.lr, warmup=warmup)
-        loss = F.cross_entropy(model(images.to(device)), labels.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        return F.cross_entropy(model(images.to(device)), labels.to(device))
+
+    loss = optimise(
+        optimizer, options.steps, options.lr, step_loss,
+        f"train classifier ({Path(options.out).stem})", warmup=min(100, options.steps // 10),
+    )
     model.eval()
     val = options.data.scenes("val", options.eval_images)
     metrics = {
-        "loss": float(np.mean(losses[-50:])),
+        "loss": loss,
         "val_accuracy": accuracy(model, options.data, val),
         "eval_images": len(val),
     }

@@ -234,8 +234,9 @@ def train_vqa(options: VQATraining) -> dict:
         save(done, {"loss": loss}, seconds + time.monotonic() - began)
 
     loss = optimise(
-        options, optimizer, parameters, start, step_loss, checkpoint,
-        f"train vqa {options.model} ({source.name})",
+        optimizer, options.steps, options.lr, step_loss,
+        f"train vqa {options.model} ({source.name})", start=start, clipped=parameters,
+        checkpoint=checkpoint, checkpoint_every=options.checkpoint_every,
     )
     model.eval()
     metrics = {"loss": loss}

@@ -11,14 +11,13 @@ from torch import nn
 
 from vlx.models import captioner_training
 from vlx.models.captioner_training import CaptionerTraining, ShapesCaptions, train_captioner
-from vlx.training import TrainingOptions, cosine_lr, optimise, recent_mean, resumed_adam
+from vlx.training import cosine_lr, optimise, recent_mean, resumed_adam
 
 
-def test_optimise_follows_the_schedule_and_checkpoints_before_the_end(tmp_path) -> None:
+def test_optimise_follows_the_schedule_and_checkpoints_before_the_end() -> None:
     torch.manual_seed(0)
     model = nn.Linear(3, 1)
-    options = TrainingOptions(out=tmp_path / "m.pt", steps=5, lr=0.1, checkpoint_every=2)
-    optimizer = resumed_adam(list(model.parameters()), options.lr, None, 0)
+    optimizer = resumed_adam(list(model.parameters()), 0.1, None, 0)
     rates, checkpoints, losses = [], [], []
 
     def step_loss(step: int) -> torch.Tensor:
@@ -27,20 +26,20 @@ def test_optimise_follows_the_schedule_and_checkpoints_before_the_end(tmp_path) 
         losses.append(loss.item())
         return loss
 
-    mean = optimise(options, optimizer, list(model.parameters()), 1, step_loss,
-                    lambda done, loss: checkpoints.append((done, loss)), "test")
+    mean = optimise(optimizer, 5, 0.1, step_loss, "test", start=1,
+                    checkpoint=lambda done, loss: checkpoints.append((done, loss)),
+                    checkpoint_every=2)
     assert rates == [cosine_lr(step, 5, 0.1) for step in range(1, 5)]
     assert [done for done, _ in checkpoints] == [2, 4]  # never at the last step: the caller saves
     assert checkpoints[0][1] == pytest.approx(losses[0])
     assert mean == pytest.approx(sum(losses) / 4)
 
 
-def test_optimise_clips_only_the_given_parameters(tmp_path) -> None:
+def test_optimise_clips_only_the_given_parameters() -> None:
     clipped, free = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
-    options = TrainingOptions(out=tmp_path / "m.pt", steps=1, lr=1.0)
     optimizer = torch.optim.SGD([clipped, free], lr=1.0)
-    optimise(options, optimizer, [clipped], 0, lambda step: -(100 * clipped + 100 * free).sum(),
-             lambda *_: None, "test")
+    optimise(optimizer, 1, 1.0, lambda step: -(100 * clipped + 100 * free).sum(), "test",
+             clipped=[clipped])
     # warm-up lr at step 0 is lr / 100; the clipped gradient has norm 5, the free one 100
     assert clipped.item() == pytest.approx(5 / 100) and free.item() == pytest.approx(100 / 100)
 

@@ -106,29 +106,35 @@ def resumed_adam(
 
 
 def optimise(
-    options: TrainingOptions,
     optimizer: torch.optim.Optimizer,
-    clipped: list[torch.nn.Parameter],
-    start: int,
+    steps: int,
+    lr: float,
     step_loss: Callable[[int], torch.Tensor],
-    checkpoint: Callable[[int, float], None],
     description: str,
+    *,
+    start: int = 0,
+    warmup: int = 100,
+    clipped: list[torch.nn.Parameter] | None = None,
+    checkpoint: Callable[[int, float], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> float:
-    """Steps ``start..options.steps-1`` of the cosine schedule: ``step_loss(step)`` gives the
-    loss, gradients of ``clipped`` are clipped to norm 5, and ``checkpoint(done, loss)`` runs
-    every ``checkpoint_every`` steps before the last. Returns the mean of the last 100 losses."""
+    """Steps ``start..steps-1`` of the cosine schedule with a progress bar: ``step_loss(step)``
+    gives the loss; gradients of ``clipped`` (if given) are clipped to norm 5; and
+    ``checkpoint(done, loss)`` runs every ``checkpoint_every`` steps before the last (the
+    caller saves the final state). Returns the mean of the last 100 losses."""
     losses: list[float] = []
-    for step in progress(start, options.steps, description):
+    for step in progress(start, steps, description):
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, options.steps, options.lr)
+            group["lr"] = cosine_lr(step, steps, lr, warmup=warmup)
         loss = step_loss(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(clipped, 5.0)
+        if clipped is not None:
+            torch.nn.utils.clip_grad_norm_(clipped, 5.0)
         optimizer.step()
         losses.append(loss.item())
         done = step + 1
-        if done % options.checkpoint_every == 0 and done < options.steps:
+        if checkpoint is not None and done % checkpoint_every == 0 and done < steps:
             checkpoint(done, recent_mean(losses))
     return recent_mean(losses)
 

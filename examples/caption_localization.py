@@ -5,63 +5,80 @@ scenes for every combination of
   - the layer explained (the encoder's three stages: strides 4, 8, 8; receptive fields
     about 15, 40 and 70 pixels),
   - the target (the word's log-probability, as the paper, or its pre-softmax logit),
-and prints one markdown table (accuracy on any instance of the word's category / on the one
-object the word describes). Checkpoints trained with `vlx train captioner --pool mean`
-(global average pooling only) or stopped early show what pooling and training length do.
+and writes one markdown table (accuracy on any instance of the word's category / on the one
+object the word describes) to ``OUT/results/caption_localization.md``. Checkpoints trained with
+`vlx train captioner --pool what-where` or stopped early show what pooling and training length do.
 
-    python examples/caption_localization.py --images 200 \
-        --checkpoint shipped=models/checkpoints/captioner_shapes.pt --checkpoint gap=gap.pt
+    python examples/caption_localization.py --images 200 \\
+        --checkpoint shipped=models/checkpoints/captioner_shapes.pt --checkpoint moments=m.pt
+    python examples/caption_localization.py --fast
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from _shapes_classifiers import markdown_table, percent, write_results
+
+from vlx.commands.explain import resolve_device
 from vlx.data.shapes import SPLITS, ShapesWorld
 from vlx.models.captioner_training import object_naming
 from vlx.tasks.captioning import WORD_SCORES, Captioner, caption_pointing
+from vlx.training import progress, write_text_atomic
 
 LAYERS = ("encoder.stages.0", "encoder.stages.1", "encoder.stages.2")
+CATEGORIES = ("colour", "shape", "texture")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=200, help="held-out test scenes")
+    parser.add_argument("--images", type=int, default=200, help="held-out test scenes (200)")
     parser.add_argument(
         "--checkpoint", action="append", metavar="NAME=PATH",
         help="checkpoints to compare (default: the shipped one)",
     )
-    parser.add_argument("--json", help="also write the results to this JSON file")
-    args = parser.parse_args()
+    parser.add_argument("--fast", action="store_true", help="3 scenes: seconds, for the tests")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="results folder (docs)")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    device = str(resolve_device(args.device))
+    images = 3 if args.fast else args.images
     checkpoints = dict(c.split("=", 1) for c in args.checkpoint or []) or {"shipped": None}
-    world = ShapesWorld(seed=0)
-    first = SPLITS["test"][0]
+    world, first = ShapesWorld(seed=0), SPLITS["test"][0]
     rows = []
-    for name, path in checkpoints.items():
-        captioner = Captioner.load(path)
-        naming = object_naming(captioner.model, captioner.vocabulary, world, args.images)
-        for layer in LAYERS:
-            for score in WORD_SCORES:
-                result = caption_pointing(captioner, world, first, args.images, layer,
-                                          progress=False, score=score)
-                rows.append({"checkpoint": name, "pool": captioner.model.config.pool,
-                             "object_naming": naming["object_naming"], "layer": layer,
-                             "score": score, **result})
-    print(f"pointing game on {args.images} held-out ShapesWorld scenes "
-          "(any instance / described object)\n")
-    print("| checkpoint | pool | objects named | layer | target | colour | shape | texture |")
-    print("|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        cells = [
-            f"{row['lenient'][c]['accuracy']:.1%} / {row['strict'][c]['accuracy']:.1%}"
-            for c in ("colour", "shape", "texture")
-        ]
-        print(f"| {row['checkpoint']} | {row['pool']} | {row['object_naming']:.1%} | "
-              f"{row['layer']} | {row['score']} | " + " | ".join(cells) + " |")
+    runs = [(n, layer, s) for n in checkpoints for layer in LAYERS for s in WORD_SCORES]
+    loaded: dict[str, tuple[Captioner, float]] = {}
+    for step in progress(0, len(runs), "caption localization"):
+        name, layer, score = runs[step]
+        if name not in loaded:
+            captioner = Captioner.load(checkpoints[name], device)
+            naming = object_naming(captioner.model, captioner.vocabulary, world, images)
+            loaded[name] = (captioner, naming["object_naming"])
+        captioner, named = loaded[name]
+        result = caption_pointing(captioner, world, first, images, layer, progress=False,
+                                  score=score)
+        rows.append({"checkpoint": name, "pool": captioner.model.config.pool,
+                     "object_naming": named, "layer": layer, "score": score, **result})
+    table = markdown_table(
+        ["checkpoint", "pool", "objects named", "layer", "target", *CATEGORIES],
+        [
+            [row["checkpoint"], row["pool"], percent(row["object_naming"]), row["layer"],
+             row["score"], *(f"{percent(row['lenient'][c]['accuracy'])} / "
+                             f"{percent(row['strict'][c]['accuracy'])}" for c in CATEGORIES)]
+            for row in rows
+        ],
+    )
+    write_results(
+        args.out, "caption_localization",
+        f"# Where per-word caption maps point, by layer and target\n\nPointing game on {images} "
+        "held-out ShapesWorld scenes (any instance / described object).\n\n" + table,
+    )
     if args.json:
-        with open(args.json, "w") as stream:
-            json.dump(rows, stream, indent=2)
+        write_text_atomic(args.json, json.dumps(rows, indent=2))
+    return rows
 
 
 if __name__ == "__main__":

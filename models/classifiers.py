@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,8 +23,10 @@ from vlx.images import Preprocess
 from vlx.layers import TokenGrid, last_module_named
 
 DEFAULT_CLASSIFIER = "efficientnet_lite0"
+SHAPES_CLASSIFIER = "shapes"
 MODEL_FORMS = (
     "efficientnet_lite0 (ImageNet weights, offline)",
+    "shapes or shapes:CHECKPOINT (a ShapesWorld shape classifier; default: the shipped one)",
     "torchvision:NAME or a torchvision model name (random weights)",
     "timm:NAME (random weights)",
     "hf:PATH (a save_pretrained directory)",
@@ -41,6 +44,9 @@ class Classifier:
     preprocess: Preprocess
     layer: str | None = None
     to_grid: GridFn | None = None
+    scenes: Any = None
+    """For ShapesWorld classifiers, the ``ShapesClassification`` they were trained on: test
+    scenes of their classes with ground-truth boxes, for the evaluations."""
 
 
 @lru_cache(maxsize=1)
@@ -88,6 +94,8 @@ def load_classifier(name: str = DEFAULT_CLASSIFIER) -> Classifier:
             layer="bn2",
         )
     prefix, colon, rest = name.partition(":")
+    if prefix == SHAPES_CLASSIFIER:
+        return _shapes(Path(rest) if colon and rest else None)
     if not colon or not rest:
         if name in _torchvision_names():
             return _random_weights(name, _torchvision(name))
@@ -101,6 +109,26 @@ def load_classifier(name: str = DEFAULT_CLASSIFIER) -> Classifier:
     if prefix == "torchvision":
         return _random_weights(name, _torchvision(rest))
     return _random_weights(name, _from_import(prefix, rest), warn=False)
+
+
+def _shapes(path: Path | None) -> Classifier:
+    """A ShapesWorld shape classifier (``vlx train classifier``), explained at its encoder."""
+    from vlx.models.registry import checkpoint_path
+    from vlx.models.shapes_classifier import LAYER, load_shapes_classifier
+
+    file = path or checkpoint_path("shapes_classifier")
+    if not file.is_file():
+        raise InputError(f"ShapesWorld classifier checkpoint {str(file)!r} does not exist")
+    model, scenes = load_shapes_classifier(file)
+    size = (scenes.image_size, scenes.image_size)
+    return Classifier(
+        name=f"{SHAPES_CLASSIFIER}:{file}" if path else SHAPES_CLASSIFIER,
+        model=model.eval(),
+        class_names=list(model.classes),
+        preprocess=Preprocess(size=size, mean=(0.5,) * 3, std=(0.5,) * 3),
+        layer=LAYER,
+        scenes=scenes,
+    )
 
 
 def _random_weights(name: str, model: nn.Module, warn: bool = True) -> Classifier:

@@ -53,6 +53,27 @@ def test_localization_on_voc_photos(photos_voc: Path, capsys: pytest.CaptureFixt
     assert 0.0 <= errors["top5_localization_error"] <= errors["top1_localization_error"] <= 1.0
 
 
+def test_classify_metrics_on_shapesworld_with_the_shipped_classifier(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without --data, --task classify scores the shipped ShapesWorld shape classifier on its
+    held-out one-object scenes (the object's box is the truth)."""
+    localization = run_json(capsys, "localization", "--task", "classify", "--images", "4")
+    assert localization["model"] == "shapes" and localization["data"] == "ShapesWorld test split"
+    assert localization["errors"]["images"] == 4
+    assert localization["errors"]["top1_classification_error"] == 0.0  # 100% on validation
+    pointing = run_json(capsys, "pointing", "--task", "classify", "--images", "4")
+    classes = pointing["classes"]
+    assert sum(row["count"] for row in classes.values()) == 4
+    assert all(0 <= row["accuracy"] <= 1 for row in classes.values())
+    deletion = run_json(capsys, "deletion", "--task", "classify", "--images", "2",
+                        "--method", "gradcam,random", "--steps", "4")
+    assert deletion["methods"]["gradcam"]["count"] == 2
+    photos = run_json(capsys, "deletion", "--task", "classify", "--model", "efficientnet_lite0",
+                      "--images", "1", "--method", "gradcam", "--steps", "2")
+    assert photos["data"] == "the bundled photos" and photos["methods"]["gradcam"]["count"] == 1
+
+
 def test_pointing_with_rejection_on_voc_photos(
     photos_voc: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -100,7 +121,8 @@ def test_energy_on_captions(capsys: pytest.CaptureFixture[str]) -> None:
     ("argv", "message"),
     [
         (["localization"], "--task is required"),
-        (["localization", "--task", "classify"], "needs boxes: pass --data voc:DIR"),
+        (["localization", "--task", "classify", "--model", "efficientnet_lite0"],
+         "needs a ShapesWorld classifier"),
         (["localization", "--data", "coco:x"], "unknown --data 'coco:x'; valid: shapes, voc:DIR"),
         (["localization", "--data", "voc:/nowhere"], "VOC folder '/nowhere' does not exist"),
         (["localization", "--task", "caption", "--threshold", "2"], "--threshold must be in"),

@@ -130,3 +130,41 @@ def test_training_writes_a_checkpoint_that_reloads(tmp_path) -> None:
     assert torch.equal(predict(loaded, scenes), predict(model, scenes))
     with torch.no_grad():
         torch.testing.assert_close(loaded(scene_images(scenes)), model(scene_images(scenes)))
+
+
+def test_train_classifier_command_and_explaining_its_checkpoint(tmp_path, capsys) -> None:
+    import json
+
+    from PIL import Image
+
+    from vlx.cli import main
+
+    out = tmp_path / "shapes.pt"
+    assert main(["train", "classifier", "--steps", "3", "--batch", "4", "--eval-images", "6",
+                 "--image-size", "32", "--out", str(out)]) == 0
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert metrics["eval_images"] == 6 and 0 <= metrics["val_accuracy"] <= 1
+    assert read_metadata(out)["data"]["image_size"] == 32
+    scene = ShapesClassification(image_size=32).scenes("test", 1)[0]
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    assert main(["explain", str(tmp_path / "scene.png"), "--model", f"shapes:{out}", "--json",
+                 "--out", str(tmp_path / "maps"), "--top-k", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["layer"] == "encoder"
+    assert [p["name"] for p in summary["images"][0]["predictions"]][0] in SHAPES
+    assert main(["train", "classifier", "--resume", "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_shipped_shape_classifier_is_small_and_accurate() -> None:
+    """`vlx train classifier --out models/checkpoints/shapes_classifier.pt` (2000 steps)."""
+    from vlx.models.classifiers import load_classifier
+    from vlx.models.registry import checkpoint_path
+
+    path = checkpoint_path("shapes_classifier")
+    assert path.stat().st_size < 1_000_000 and read_metadata(path)["metrics"]["val_accuracy"] >= 0.99
+    classifier = load_classifier("shapes")
+    data = classifier.scenes
+    scenes = data.scenes("test", 30)
+    predicted = predict(classifier.model, scenes).tolist()
+    assert sum(p == data.label(s) for p, s in zip(predicted, scenes)) >= 29

@@ -69,8 +69,8 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
     explain.add_argument(
         "--model",
         default="efficientnet_lite0",
-        help="efficientnet_lite0 (default, ImageNet), a torchvision name, timm:NAME, "
-        "hf:PATH or module:attribute",
+        help="efficientnet_lite0 (default, ImageNet), shapes[:CHECKPOINT] (a ShapesWorld shape "
+        "classifier), a torchvision name, timm:NAME, hf:PATH or module:attribute",
     )
     explain.add_argument("--layer", help="dotted name of the layer to explain")
     explain.add_argument(
@@ -265,7 +265,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         "Deletion / insertion (Petsiuk et al. 2018): the score of the explained class, word "
         "or answer as the most salient pixels are removed (area: lower is better) or put back "
         "into a blurred image (area: higher is better). --task classify uses --data voc:DIR's "
-        "images or the bundled photos.",
+        "images, ShapesWorld scenes (--model shapes, the default) or the bundled photos (any "
+        "other classifier).",
         tasks=["classify", "caption", "vqa"], images=20, voc=True,
     )
     deletion.add_argument(
@@ -311,8 +312,9 @@ def _evaluation_parser(
         )
     parser.add_argument(
         "--model",
-        help="VQA model: coattention (default), lstm-cnn or a checkpoint; classifier: "
-        "efficientnet_lite0 (default) or any `vlx explain --model` form",
+        help="VQA model: coattention (default), lstm-cnn or a checkpoint; classifier: shapes "
+        "(default on ShapesWorld: the shipped shape classifier), efficientnet_lite0 (default "
+        "with --data voc:DIR) or any `vlx explain --model` form",
     )
     parser.add_argument("--checkpoint", help="captioner checkpoint (default: the shipped one)")
     if layer:
@@ -344,11 +346,19 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         eval_images=500,
     )
     vqa.add_argument("--model", choices=["lstm-cnn", "coattention"], required=True)
+    classifier = _training_parser(
+        trainees, "classifier", "a ShapesWorld shape classifier (encoder, global average pool, "
+        "linear: a CAM model)", data="shapes", steps=2000, eval_images=500, lr=3e-3,
+    )
+    classifier.add_argument("--image-size", type=int, default=64, help="scene side (64 px)")
+    classifier.add_argument(
+        "--object-scale", type=float, default=1.0, help="object size vs ShapesWorld's (1.0)"
+    )
 
 
 def _training_parser(
     trainees: argparse._SubParsersAction, name: str, what: str, *, data: str, steps: int,
-    eval_images: int,
+    eval_images: int, lr: float = 2e-3,
 ) -> argparse.ArgumentParser:
     """A ``vlx train NAME`` parser with the options every training command shares."""
     parser = trainees.add_parser(
@@ -360,7 +370,7 @@ def _training_parser(
     parser.add_argument("--data", default="shapes", help=data)
     parser.add_argument("--steps", type=int, default=steps, help=f"optimizer steps ({steps})")
     parser.add_argument("--batch", type=int, default=32, help="batch size (32)")
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3)")
+    parser.add_argument("--lr", type=float, default=lr, help=f"peak learning rate ({lr:g})")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="steps (500)")
     parser.add_argument(

@@ -43,7 +43,7 @@ PAPER = {
         "Guided Grad-CAM 6.38 (Sec. 8.1)"
     ),
 }
-DEFAULT_MODELS = {"vqa": "coattention", "classify": "efficientnet_lite0"}
+DEFAULT_MODELS = {"vqa": "coattention", "classify": "shapes", "voc": "efficientnet_lite0"}
 REFERRED = {"caption": ("colour", "shape", "size"), "vqa": ("colour", "shape")}
 ENERGY_CATEGORIES = ("colour", "shape", "size", "texture")
 REJECT_THRESHOLDS = tuple(2.0**k for k in range(-4, 7))
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {
         "metric": args.metric,
         "task": task,
-        "data": _data_label(task, voc),
+        "data": _data_label(task, voc, model),
         "images": args.images,
         "layer": layer or model.layer,
         "paper": PAPER.get((args.metric, task)),
@@ -80,10 +80,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_label(task: str, voc: Path | None) -> str:
+def _data_label(task: str, voc: Path | None, model: Any) -> str:
     if voc is not None:
         return f"voc:{voc}"
-    return "the bundled photos" if task == "classify" else "ShapesWorld test split"
+    if task == "classify" and model.classifier.scenes is None:
+        return "the bundled photos"
+    return "ShapesWorld test split"
 
 
 def _voc_folder(data: str) -> Path | None:
@@ -99,8 +101,6 @@ def _task(args: argparse.Namespace, voc: Path | None) -> str:
     task = args.task or ("classify" if voc else None)
     if task is None:
         raise InputError("--task is required on ShapesWorld: caption or vqa (or --data voc:DIR)")
-    if task == "classify" and voc is None and args.metric != "deletion":
-        raise InputError("--task classify needs boxes: pass --data voc:DIR")
     if task != "classify" and voc is not None:
         raise InputError(f"--data voc:DIR is for classifiers, not --task {task}")
     if getattr(args, "rejection", False) and task != "classify":
@@ -108,7 +108,7 @@ def _task(args: argparse.Namespace, voc: Path | None) -> str:
     if task == "caption" and args.model:
         raise InputError(f"--model {args.model!r} names a VQA model or classifier; the "
                          "captioner is chosen with --checkpoint")
-    args.model = args.model or DEFAULT_MODELS.get(task)
+    args.model = args.model or DEFAULT_MODELS.get("voc" if voc else task)
     return task
 
 
@@ -230,6 +230,28 @@ class Annotated:
     truth: dict[int, list[tuple[int, int, int, int]]]
 
 
+def _annotated_images(classifier: Any, voc: Path | None, count: int) -> Iterator[Annotated]:
+    """VOC images, or without ``--data voc:DIR`` the held-out one-object scenes of the
+    ShapesWorld classifier's own classes (its object's box is the truth)."""
+    if voc is not None:
+        yield from _voc_images(classifier, voc, count)
+        return
+    scenes = classifier.classifier.scenes
+    if scenes is None:
+        raise InputError(
+            f"--task classify on ShapesWorld needs a ShapesWorld classifier (--model shapes or "
+            f"shapes:CHECKPOINT), not {classifier.classifier.name!r}; for other classifiers "
+            "pass images with boxes: --data voc:DIR"
+        )
+    from PIL import Image
+
+    for scene in _progress(scenes.scenes("test", count), "shapes scenes"):
+        inputs = classifier.prepare([Image.fromarray(scene.image)])
+        predicted = [p.index for p in classifier.predict(inputs, 5)[0]]
+        truth = {scenes.label(scene): [_inclusive(scene.objects[0].box)]}
+        yield Annotated(inputs, scene.image.shape[:2], predicted, truth)
+
+
 def _voc_images(classifier: Any, folder: Path, count: int) -> Iterator[Annotated]:
     from vlx.data.voc import class_indices, read_voc
     from vlx.images import load_image
@@ -282,9 +304,9 @@ def _localization(args: argparse.Namespace, task: str, model: Any, voc: Path | N
     if not 0 < args.iou <= 1:
         raise InputError(f"--iou must be in (0, 1], got {args.iou}")
     settings = {"method": args.method, "threshold": args.threshold, "iou": args.iou}
-    if voc is not None:
+    if task == "classify":
         tally = LocalizationTally(threshold=args.threshold, iou=args.iou)
-        for item in _voc_images(model, voc, args.images):
+        for item in _annotated_images(model, voc, args.images):
             maps = model.explain(item.inputs, args.method, [item.predicted], layer).maps
             tally.add(item.predicted, upsample(maps, item.size)[0], item.truth)
         return {**settings, "errors": tally.summary()}
@@ -311,8 +333,8 @@ def _localization(args: argparse.Namespace, task: str, model: Any, voc: Path | N
 
 def _pointing(args: argparse.Namespace, task: str, model: Any, voc: Path | None,
               layer: str | None) -> dict[str, Any]:
-    if voc is not None:
-        return _voc_pointing(args, model, voc, layer)
+    if task == "classify":
+        return _classify_pointing(args, model, voc, layer)
     from vlx.data.shapes import SPLITS, ShapesWorld
 
     world, first = ShapesWorld(seed=0), SPLITS["test"][0]
@@ -325,8 +347,8 @@ def _pointing(args: argparse.Namespace, task: str, model: Any, voc: Path | None,
     return {"kinds": vqa_pointing(model, world, first, args.images, layer)}
 
 
-def _voc_pointing(args: argparse.Namespace, classifier: Any, voc: Path,
-                  layer: str | None) -> dict[str, Any]:
+def _classify_pointing(args: argparse.Namespace, classifier: Any, voc: Path | None,
+                       layer: str | None) -> dict[str, Any]:
     """Without rejection: the map of every true class, a hit when its peak is in one of the
     class's boxes. With rejection: the top-5 predicted classes (Appendix D)."""
     from vlx.evaluate.pointing import PointingTally, RejectionTally
@@ -334,7 +356,7 @@ def _voc_pointing(args: argparse.Namespace, classifier: Any, voc: Path,
     thresholds = args.reject_threshold or REJECT_THRESHOLDS
     tallies = [RejectionTally(t) for t in thresholds]
     plain = PointingTally()
-    for item in _voc_images(classifier, voc, args.images):
+    for item in _annotated_images(classifier, voc, args.images):
         if args.rejection:
             maps = classifier.explain(item.inputs, "gradcam", [item.predicted], layer).maps[0]
             masks = torch.stack([_box_mask(item.truth.get(c, []), item.size) for c in item.predicted])
@@ -415,17 +437,16 @@ def _deletion_cases(args: argparse.Namespace, task: str, model: Any, voc: Path |
 
 def _classify_cases(classifier: Any, voc: Path | None, count: int,
                     layer: str | None) -> Iterator[DeletionCase]:
-    """The top class's probability, on VOC images or the bundled photos."""
-    from vlx.images import load_image
+    """The top class's probability: on VOC images, ShapesWorld scenes (a ShapesWorld
+    classifier) or the bundled photos (any other classifier)."""
+    if voc is None and classifier.classifier.scenes is None:
+        from vlx.images import load_image
 
-    if voc is not None:
-        from vlx.data.voc import read_voc
-
-        paths = [item.path for item in read_voc(voc)]
+        photos = _progress(DEMO_IMAGES[:count], "deletion (classify)")
+        inputs_of = (classifier.prepare([load_image(path)]) for path in photos)
     else:
-        paths = list(DEMO_IMAGES)
-    for path in _progress(paths[:count], "deletion (classify)"):
-        inputs = classifier.prepare([load_image(path)])
+        inputs_of = (item.inputs for item in _annotated_images(classifier, voc, count))
+    for inputs in inputs_of:
         top = classifier.predict(inputs, 1)[0][0].index
         yield DeletionCase(
             inputs[0],

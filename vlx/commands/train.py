@@ -25,6 +25,26 @@ def run(args: argparse.Namespace) -> int:
             coordinates=args.coordinates,
         )
         metrics = train_captioner(options)
+    elif args.trainee == "classifier":
+        from vlx.models.shapes_classifier import (
+            ClassifierTraining,
+            ShapesClassification,
+            train_shapes_classifier,
+        )
+
+        if args.data != "shapes":
+            raise InputError(f"--data {args.data!r}: the classifier trains on ShapesWorld only")
+        if args.resume:
+            raise InputError("--resume: the classifier trains in one go (2000 steps: minutes)")
+        if not 32 <= args.image_size <= 256:
+            raise InputError(f"--image-size must be 32..256 pixels, got {args.image_size}")
+        data = ShapesClassification(image_size=args.image_size, object_scale=args.object_scale,
+                                    seed=args.seed)
+        options = ClassifierTraining(
+            out=Path(args.out), data=data, steps=args.steps, batch=args.batch, lr=args.lr,
+            seed=args.seed, eval_images=args.eval_images, device=str(device),
+        )
+        metrics = train_shapes_classifier(options)[1]
     else:
         from vlx.models.vqa_training import VQATraining, train_vqa
 

@@ -155,3 +155,16 @@ def test_unknown_deletion_method_is_a_parse_error(capsys: pytest.CaptureFixture[
         main(["evaluate", "deletion", "--task", "vqa", "--method", "gradcam,noise"])
     assert exit_.value.code == 2
     assert "unknown method 'noise'" in capsys.readouterr().err
+
+
+def test_vqa_pointing_table_shows_attention_only_for_models_that_attend() -> None:
+    from vlx.commands.evaluate import vqa_pointing_table
+
+    row = {"count": 4, "accuracy": 0.25, "centre": 0.0, "random": 0.05, "answered": 1.0}
+    base = {"metric": "pointing", "task": "vqa", "model": "m", "data": "d", "images": 2,
+            "layer": "l"}
+    plain = vqa_pointing_table({**base, "kinds": {"colour": row}})
+    attended = vqa_pointing_table({**base, "kinds": {"colour": {**row, "attention": 0.75}}})
+    assert "attention" not in plain and "| colour | 4 | 25.0% | 0.0% | 5.0% | 100.0% |" in plain
+    assert "| colour | 4 | 25.0% | 75.0% | 0.0% | 5.0% | 100.0% |" in attended
+    assert attended.splitlines()[3].count("---") == 7

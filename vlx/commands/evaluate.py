@@ -597,15 +597,19 @@ def caption_pointing_table(summary: dict) -> str:
 
 
 def vqa_pointing_table(summary: dict) -> str:
-    """Per question kind: Grad-CAM on the object asked about, the baselines, accuracy."""
+    """Per question kind: Grad-CAM on the object asked about, the model's own attention
+    (models that attend), the baselines, accuracy."""
+    attends = any("attention" in row for row in summary["kinds"].values())
+    looked = " its attention |" if attends else ""
     lines = _heading(summary) + [
-        "| questions | scored | Grad-CAM | centre | random point | answered correctly |",
-        "|---|---|---|---|---|---|",
+        f"| questions | scored | Grad-CAM |{looked} centre | random point | answered correctly |",
+        "|---|---|---|" + ("---|" if attends else "") + "---|---|---|",
     ]
     for kind, row in summary["kinds"].items():
+        attention = f" {row['attention']:.1%} |" if attends else ""
         lines.append(
-            f"| {kind} | {row['count']} | {row['accuracy']:.1%} | {row['centre']:.1%} | "
-            f"{row['random']:.1%} | {row['answered']:.1%} |"
+            f"| {kind} | {row['count']} | {row['accuracy']:.1%} |{attention} {row['centre']:.1%}"
+            f" | {row['random']:.1%} | {row['answered']:.1%} |"
         )
     return "\n".join(lines)
 

@@ -112,13 +112,10 @@ def _add_text(
 ) -> None:
     """The textual explanation of each target of image ``n`` into its entry of that method."""
     own = [e for e in entries if e["method"] == explanation.method]
-    texts = explain_text(
-        explanation, n, units, [e["name"] for e in own], image,
+    explain_text(
+        explanation, n, units, own, [e["name"] for e in own], image,
         lambda t: out / f"{stem}_{explanation.method}_{slug(own[t]['name'])}_text.png",
     )
-    for entry, text in zip(own, texts):
-        entry["text"] = text
-        entry["files"].append(text["file"])
 
 
 def resolve_device(name: str) -> torch.device:

@@ -95,17 +95,21 @@ def explain_text(
     explanation: Explanation,
     n: int,
     units: list[UnitName],
+    entries: list[dict[str, Any]],
     labels: list[str],
     image: Image.Image,
     path: Callable[[int], Path],
-) -> list[dict[str, Any]]:
-    """Per target of image ``n``: the textual explanation as JSON (the ``text`` of its entry)
-    with the method read and the file of its Fig. 9 picture (written to ``path(t)``)."""
-    texts, alphas = [], target_alphas(explanation)
-    for t, label in enumerate(labels):
+) -> list[str]:
+    """Per target t of image ``n``: its textual explanation goes into ``entries[t]["text"]``
+    (as JSON, with the method read) and its Fig. 9 picture, written to ``path(t)``, into
+    ``entries[t]["files"]``. Returns the pictures written."""
+    files, alphas = [], target_alphas(explanation)
+    for t, (label, entry) in enumerate(zip(labels, entries)):
         text = textual_explanation(alphas[n, t], units, label, layer=explanation.layer)
         picture = textual_figure(image, explanation_picture(explanation, n, t, image), text,
                                  method=explanation.method)
         file = str(save_png(picture, path(t)))
-        texts.append({**text.to_dict(), "method": explanation.method, "file": file})
-    return texts
+        entry["text"] = {**text.to_dict(), "method": explanation.method, "file": file}
+        entry["files"].append(file)
+        files.append(file)
+    return files

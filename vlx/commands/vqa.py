@@ -61,14 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if reader:
         units = layer_units(_subject(vqa, args, inputs), args)
         labels = [entry["answer"] for entry in entries]
-        texts = explain_text(
-            explanations[reader], 0, units, labels, image,
+        files += explain_text(
+            explanations[reader], 0, units, entries, labels, image,
             lambda t: out / f"{slug(name)}_{reader}_{slug(labels[t])}_text.png",
         )
-        for entry, text in zip(entries, texts):
-            entry["text"] = text
-            entry["files"].append(text["file"])
-            files.append(text["file"])
     summary = {
         "command": "vqa",
         "image": name,

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -125,3 +130,22 @@ def _backend_flags() -> tuple[bool, bool]:
 @pytest.fixture
 def watch() -> type[Watch]:
     return Watch
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture
+def load_example(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
+    """Import ``examples/NAME.py`` with examples/ on the path, as running it would (and in
+    ``sys.modules``, which its dataclasses need), undone after the test."""
+
+    def load(name: str) -> ModuleType:
+        monkeypatch.syspath_prepend(str(EXAMPLES))
+        spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "collect_report.py"
-
 
 @pytest.fixture
-def collect_report():
-    spec = importlib.util.spec_from_file_location("collect_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def collect_report(load_example):
+    return load_example("collect_report")
 
 
 def _docs(tmp_path: Path, names: list[str], value: str) -> Path:

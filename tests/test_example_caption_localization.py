@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_fast_run_scores_every_layer_and_target(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location("caption_localization",
-                                                  EXAMPLES / "caption_localization.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "caption_localization", module)
-    spec.loader.exec_module(module)
+def test_fast_run_scores_every_layer_and_target(tmp_path, load_example, capsys) -> None:
+    module = load_example("caption_localization")
     rows = module.main(["--fast", "--out", str(tmp_path), "--json", str(tmp_path / "rows.json")])
     assert [(r["layer"], r["score"]) for r in rows] == [
         (layer, score) for layer in module.LAYERS for score in ("log-prob", "logit")

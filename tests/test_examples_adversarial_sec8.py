@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
-import pytest
 from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """Import ``examples/NAME.py`` with examples/ on the path, as running it would."""
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run(name: str, out: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> object:
+def run(name: str, out: Path, load_example, capsys) -> object:
     """Run ``examples/NAME.py --fast --out OUT`` in-process; check its table and leftovers."""
-    results = load(name, monkeypatch).main(["--fast", "--out", str(out)])
+    results = load_example(name).main(["--fast", "--out", str(out)])
     table = (out / "results" / f"{name}.md").read_text()
     assert table.startswith("# ") and "\n|---|" in table
     assert table in capsys.readouterr().out
@@ -39,8 +25,8 @@ def figure(path: Path, min_width: int, min_height: int) -> Image.Image:
     return image
 
 
-def test_adversarial(tmp_path, monkeypatch, capsys) -> None:
-    rows = run("adversarial", tmp_path, monkeypatch, capsys)
+def test_adversarial(tmp_path, load_example, capsys) -> None:
+    rows = run("adversarial", tmp_path, load_example, capsys)
     assert len(rows) == 1
     row = rows[0]
     assert row["photo"] == "chelsea" and row["target"] == "airliner" and row["epsilon"] == 4.0
@@ -56,16 +42,16 @@ def test_adversarial(tmp_path, monkeypatch, capsys) -> None:
     figure(tmp_path / "figures" / "adversarial_chelsea.png", 5 * 224, 149)
 
 
-def test_box_mask_scales_a_photo_box_to_the_model_input(monkeypatch) -> None:
-    module = load("adversarial", monkeypatch)
+def test_box_mask_scales_a_photo_box_to_the_model_input(load_example) -> None:
+    module = load_example("adversarial")
     # a 400 x 200 photo shown to the model at 4 x 8 (H, W): x / 50, y / 50
     mask = module.box_mask((100, 50, 300, 150), (400, 200), (4, 8))
     expected = [[0] * 8, [0, 0, 1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 0, 0], [0] * 8]
     assert mask.int().tolist() == expected
 
 
-def test_caption_words(tmp_path, monkeypatch, capsys) -> None:
-    result = run("caption_words", tmp_path, monkeypatch, capsys)
+def test_caption_words(tmp_path, load_example, capsys) -> None:
+    result = run("caption_words", tmp_path, load_example, capsys)
     assert set(result) == {"lenient", "strict"}
     # scenes 0-2: 6 colour words, 6 shape words, at least one textured background
     assert result["lenient"]["colour"]["count"] == 6
@@ -78,8 +64,8 @@ def test_caption_words(tmp_path, monkeypatch, capsys) -> None:
     figure(tmp_path / "figures" / "caption_words_pointing_scene0.png", 4 * 192, 192)
 
 
-def test_vqa_answers(tmp_path, monkeypatch, capsys) -> None:
-    results = run("vqa_answers", tmp_path, monkeypatch, capsys)
+def test_vqa_answers(tmp_path, load_example, capsys) -> None:
+    results = run("vqa_answers", tmp_path, load_example, capsys)
     assert set(results) == {"coattention", "lstm-cnn"}
     for result in results.values():
         assert set(result["pointing"]) == {"colour", "shape"}
@@ -92,8 +78,8 @@ def test_vqa_answers(tmp_path, monkeypatch, capsys) -> None:
     figure(tmp_path / "figures" / "vqa_answers_scene0.png", 4 * 176, 2 * 176)
 
 
-def test_forced_answers_put_the_truth_first_then_other_objects_colours(monkeypatch) -> None:
-    module = load("vqa_answers", monkeypatch)
+def test_forced_answers_put_the_truth_first_then_other_objects_colours(load_example) -> None:
+    module = load_example("vqa_answers")
     from vlx.data.shapes import SPLITS, ShapesWorld
 
     scene, question = module.colour_questions(ShapesWorld(seed=0), SPLITS["test"][0], 1)[0]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from PIL import Image
@@ -20,17 +18,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("work")
 
 
-def load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run(name: str, out: Path, work: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> dict:
-    results = load(name, monkeypatch).main(["--fast", "--out", str(out), "--work", str(work)])
+def run(name: str, out: Path, work: Path, load_example, capsys) -> dict:
+    results = load_example(name).main(["--fast", "--out", str(out), "--work", str(work)])
     table = (out / "results" / f"{name}.md").read_text()
     assert table.startswith("# ") and "\n|---|" in table
     assert table in capsys.readouterr().out
@@ -40,8 +29,8 @@ def run(name: str, out: Path, work: Path, monkeypatch: pytest.MonkeyPatch, capsy
     return results
 
 
-def test_gradcam_equals_cam(tmp_path, work, monkeypatch, capsys) -> None:
-    results = run("gradcam_equals_cam", tmp_path, work, monkeypatch, capsys)
+def test_gradcam_equals_cam(tmp_path, work, load_example, capsys) -> None:
+    results = run("gradcam_equals_cam", tmp_path, work, load_example, capsys)
     assert set(results) == {"float32_no_relu", "float32_relu", "float64_no_relu", "float64_relu"}
     for key, result in results.items():
         tolerance = 1e-5 if key.startswith("float32") else 1e-12
@@ -51,8 +40,8 @@ def test_gradcam_equals_cam(tmp_path, work, monkeypatch, capsys) -> None:
         assert result["maps"] == 16 * 6
 
 
-def test_table3_ablations(tmp_path, work, monkeypatch, capsys) -> None:
-    results = run("table3_ablations", tmp_path, work, monkeypatch, capsys)
+def test_table3_ablations(tmp_path, work, load_example, capsys) -> None:
+    results = run("table3_ablations", tmp_path, work, load_example, capsys)
     module = sys.modules["table3_ablations"]
     assert set(results) == {"encoder", *module.INNER_LAYERS}
     for layer in results.values():
@@ -70,8 +59,8 @@ def test_table3_ablations(tmp_path, work, monkeypatch, capsys) -> None:
     assert "| Grad-CAM | 59.65% |" in table
 
 
-def test_model_comparison(tmp_path, work, monkeypatch, capsys) -> None:
-    results = run("model_comparison", tmp_path, work, monkeypatch, capsys)
+def test_model_comparison(tmp_path, work, load_example, capsys) -> None:
+    results = run("model_comparison", tmp_path, work, load_example, capsys)
     pairs = sys.modules["model_comparison"].PAIRS
     assert set(results) == set(pairs)
     for setting, (stronger, weaker) in pairs.items():
@@ -87,8 +76,8 @@ def test_model_comparison(tmp_path, work, monkeypatch, capsys) -> None:
             assert math.isnan(result["pointing"]) or 0 <= result["pointing"] <= 1
 
 
-def test_dataset_bias(tmp_path, work, monkeypatch, capsys) -> None:
-    results = run("dataset_bias", tmp_path, work, monkeypatch, capsys)
+def test_dataset_bias(tmp_path, work, load_example, capsys) -> None:
+    results = run("dataset_bias", tmp_path, work, load_example, capsys)
     assert set(results) == {"bias-biased", "bias-unbiased"}
     for result in results.values():
         assert 0 <= result["accuracy"] <= 1 and 0 <= result["accuracy_where_bias_holds"] <= 1
@@ -96,10 +85,10 @@ def test_dataset_bias(tmp_path, work, monkeypatch, capsys) -> None:
         assert 0 <= result["empty_maps"] <= 32
 
 
-def test_object_energy_share_by_hand(monkeypatch) -> None:
+def test_object_energy_share_by_hand(load_example) -> None:
     import torch
 
-    share = load("dataset_bias", monkeypatch).object_energy_share
+    share = load_example("dataset_bias").object_energy_share
     maps = torch.tensor([[[1.0, 3.0], [0.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]]])
     masks = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 0.0]]])
     result = share(maps, masks)
@@ -107,10 +96,10 @@ def test_object_energy_share_by_hand(monkeypatch) -> None:
     assert math.isnan(result[1].item())
 
 
-def test_trained_models_are_cached_by_recipe(tmp_path, monkeypatch) -> None:
+def test_trained_models_are_cached_by_recipe(tmp_path, monkeypatch, load_example) -> None:
     import torch
 
-    helpers = load("_shapes_classifiers", monkeypatch)
+    helpers = load_example("_shapes_classifiers")
     recipe = helpers.Recipe("tiny").fast(steps=2)
     first = helpers.trained(recipe, tmp_path, "cpu")
     assert len(list(tmp_path.glob("tiny-*.pt"))) == 1
@@ -128,10 +117,10 @@ def test_trained_models_are_cached_by_recipe(tmp_path, monkeypatch) -> None:
         helpers.trained(helpers.Recipe("tiny", steps=3).fast(steps=3), tmp_path, "cpu")
 
 
-def test_pointing_tolerance_disk_by_hand(monkeypatch) -> None:
+def test_pointing_tolerance_disk_by_hand(load_example) -> None:
     import torch
 
-    module = load("model_comparison", monkeypatch)
+    module = load_example("model_comparison")
     assert module.tolerance_px(224) == 15 and module.tolerance_px(64) == 4
     mask = torch.zeros(1, 1, 7, 7, dtype=torch.bool)
     mask[0, 0, 3, 3] = True
@@ -141,8 +130,8 @@ def test_pointing_tolerance_disk_by_hand(monkeypatch) -> None:
     assert grown[1, 3] and grown[2, 2] and not grown[1, 2] and not grown[0, 3]
 
 
-def test_a_bad_device_is_one_clear_error(tmp_path, monkeypatch, capsys) -> None:
-    module = load("dataset_bias", monkeypatch)
+def test_a_bad_device_is_one_clear_error(tmp_path, load_example, capsys) -> None:
+    module = load_example("dataset_bias")
     with pytest.raises(SystemExit) as exit_info:
         module.main(["--fast", "--device", "gpu", "--out", str(tmp_path)])
     assert exit_info.value.code == 2

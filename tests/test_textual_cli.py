@@ -172,16 +172,8 @@ def test_bad_probe_options_are_errors(tmp_path, capsys):
     assert "is neither 'shapes' nor a Broden directory" in capsys.readouterr().err
 
 
-def test_dissection_report_fast(tmp_path, monkeypatch):
-    import importlib.util
-    import sys
-
-    script = Path(__file__).resolve().parent.parent / "examples" / "dissection_report.py"
-    spec = importlib.util.spec_from_file_location("dissection_report", script)
-    report = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "dissection_report", report)  # for its dataclasses
-    spec.loader.exec_module(report)
-    results = report.main(["--fast", "--out", str(tmp_path)])
+def test_dissection_report_fast(tmp_path, load_example):
+    results = load_example("dissection_report").main(["--fast", "--out", str(tmp_path)])
     assert set(results["named"]) == {"captioner", "coattention", "lstm-cnn"}
     for shares in [*results["named"].values(), results["efficientnet"]]:
         assert all(0 <= share <= 1 for share in shares.values()) and sum(shares.values()) <= 1

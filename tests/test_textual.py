@@ -129,8 +129,8 @@ def test_per_target_explanations_read_the_alphas_of_each_target() -> None:
 
 
 def test_ranked_unit_name_uses_the_threshold() -> None:
-    assert RankedUnit(9, 0.1, "shape", "cross", 0.06).name == "cross"
-    assert RankedUnit(9, 0.1, "shape", "cross", 0.0).name == "unnamed unit 9"
+    assert RankedUnit(9, "shape", "cross", 0.06, 0.1).name == "cross"
+    assert RankedUnit(9, "shape", "cross", 0.0, 0.1).name == "unnamed unit 9"
 
 
 def test_figure_draws_image_overlay_and_one_bar_per_unit_in_its_colour() -> None:

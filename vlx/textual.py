@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vlx.dissect.names import MIN_IOU, UnitName
+from vlx.dissect.names import UnitName
 
 if TYPE_CHECKING:
     import torch
@@ -31,18 +31,10 @@ backprop, deconvolution and occlusion have none."""
 
 
 @dataclass(frozen=True)
-class RankedUnit:
-    """A unit of the explained layer with its weight for the target and its dissection name."""
+class RankedUnit(UnitName):
+    """A unit of the explained layer: its dissection name and its weight for the target."""
 
-    unit: int
     alpha: float
-    category: str
-    label: str
-    iou: float
-
-    @property
-    def named(self) -> bool:
-        return self.iou >= MIN_IOU
 
     @property
     def name(self) -> str:
@@ -130,7 +122,7 @@ def textual_explanation(
             "units must be listed in unit order"
         )
     ranked = [
-        RankedUnit(u.unit, w, u.category, u.label, u.iou) for u, w in zip(units, weights)
+        RankedUnit(u.unit, u.category, u.label, u.iou, w) for u, w in zip(units, weights)
     ]
     positive = sorted((u for u in ranked if u.alpha > 0), key=lambda u: -u.alpha)
     negative = sorted((u for u in ranked if u.alpha < 0), key=lambda u: u.alpha)

@@ -1,7 +1,7 @@
 """Network Dissection of the shipped ShapesWorld models and of EfficientNet-Lite0, and how often
 a target's own concept names one of its top-5 units (issue #5 part 5, paper Sec. 7).
 
-1. Dissects the explained encoder layer (``encoder.stages.2``) of the shipped captioner, the
+1. Dissects the encoder output (``encoder.stages.2``) of the shipped captioner, the
    co-attention VQA model and the LSTM-CNN VQA model on the ShapesWorld probe (held-out
    test scenes) and reports the fraction of units named (IoU >= 0.05) per concept category.
 2. For every colour and shape target on held-out validation scenes (never in the probe) -
@@ -38,7 +38,7 @@ from vlx.dissect import Dissection, UnitName, cached_dissection, load_probe, uni
 from vlx.dissect.figure import units_figure
 from vlx.explanation import Explanation
 from vlx.models.encoders import arrays_to_tensor
-from vlx.models.vqa_lstm_cnn import encode_questions
+from vlx.models.vqa_lstm_cnn import ENCODER_LAYER, encode_questions
 from vlx.render import explanation_picture, save_png, textual_figure
 from vlx.tasks.captioning import Captioner
 from vlx.tasks.classification import ImageClassifier
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     vqas = {name: VisualQA.load(name, device) for name in ("coattention", "lstm-cnn")}
     encoders = {"captioner": captioner, **vqas}
     dissections = {
-        name: dissect(LayerSubject(task.model, task.layer, task.prepare, name,
+        name: dissect(LayerSubject(task.model, ENCODER_LAYER, task.prepare, name,
                                    forward=task.model.encoder), probe_images, device, args.cache)
         for name, task in encoders.items()
     }
@@ -175,7 +175,7 @@ def answer_concepts(
         image = arrays_to_tensor([scene.image]).to(vqa.device).expand(len(asked), -1, -1, -1)
         questions = encode_questions(vqa.questions, [q.text for q in asked]).to(vqa.device)
         answers = [[vqa.answers.index(q.answer)] for q in asked]
-        explanation = vqa.explain(image, questions, answers)
+        explanation = vqa.explain(image, questions, answers, layer=ENCODER_LAYER)
         for i, question in enumerate(asked):
             text = textual_explanation(explanation.alphas[i, 0], units, question.answer,
                                        layer=explanation.layer)

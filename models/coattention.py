@@ -4,6 +4,11 @@ The question is read at three levels (words, 1-3-gram phrases, an LSTM over the 
 each level the question and the 16 x 16 image regions of ``encoder.stages.2`` attend to each
 other through an affinity matrix, and a recursive MLP combines the attended pairs from the word
 level up. Padded words get no attention and no affinity, so extra padding changes nothing.
+
+Grad-CAM explains the last layer that is still a spatial map, ``attended``: the region codes
+weighted by each level's attention. The encoder's output is question-blind; averaging its
+gradient over space (Grad-CAM's alpha) throws away the attention that picks the object asked
+about, so its maps follow activation strength instead (docs/REPORT.md, "VQA").
 """
 
 from __future__ import annotations
@@ -33,11 +38,10 @@ class CoAttentionConfig:
 
 
 class Attended(NamedTuple):
-    """One level's result: attended question and image vectors (N, d) and the attention
-    weights over words (N, L) and regions (N, R)."""
+    """One level's result: the attended question vector (N, d) and the attention weights over
+    words (N, L) and regions (N, R)."""
 
     question: torch.Tensor
-    image: torch.Tensor
     word_weights: torch.Tensor
     region_weights: torch.Tensor
 
@@ -77,12 +81,7 @@ class ParallelCoAttention(nn.Module):
         region_weights = self.image_score(h_image).squeeze(-1).softmax(dim=1)
         word_scores = self.question_score(h_question).squeeze(-1).masked_fill(~mask, float("-inf"))
         word_weights = word_scores.softmax(dim=1)
-        return Attended(
-            (word_weights.unsqueeze(1) @ question).squeeze(1),
-            (region_weights.unsqueeze(1) @ regions).squeeze(1),
-            word_weights,
-            region_weights,
-        )
+        return Attended((word_weights.unsqueeze(1) @ question).squeeze(1), word_weights, region_weights)
 
 
 class PhraseFeatures(nn.Module):
@@ -103,12 +102,24 @@ class PhraseFeatures(nn.Module):
         return phrases * mask.unsqueeze(-1).to(phrases.dtype)
 
 
+class AttendedRegions(nn.Module):
+    """Region codes (N, d, h, w) weighted by each level's region attention (N, levels, h * w):
+    (N, levels * d, h, w). Summed over positions it is each level's attended image vector, so
+    its gradient is the same at every position and Grad-CAM on it is attention times how much
+    each region's code supports the answer, as CAM is for a pooled classifier."""
+
+    def forward(self, codes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = codes.shape
+        return (weights.view(n, -1, 1, h, w) * codes.unsqueeze(1)).flatten(1, 2)
+
+
 class CoAttention(VQAModel):
     """Word, phrase and question levels, each co-attending with the image regions; a recursive
     MLP from the word level up answers."""
 
     name = "coattention"
     config_class = CoAttentionConfig
+    explained_layer = "attended"
 
     def __init__(self, config: CoAttentionConfig) -> None:
         super().__init__(config)
@@ -122,6 +133,7 @@ class CoAttention(VQAModel):
         self.phrases = PhraseFeatures(d)
         self.lstm = nn.LSTM(d, d, batch_first=True)
         self.coattend = nn.ModuleList(ParallelCoAttention(d, config.attention) for _ in LEVELS)
+        self.attended = AttendedRegions()
         self.dropout = nn.Dropout(config.dropout)
         self.mlp = nn.ModuleList(
             [nn.Linear(d, hidden), nn.Linear(d + hidden, hidden), nn.Linear(d + hidden, hidden)]
@@ -129,20 +141,21 @@ class CoAttention(VQAModel):
         self.out = nn.Linear(hidden, config.answers)
 
     def image_code(self, feature_map: torch.Tensor) -> torch.Tensor:
-        """Regions (N, R, d): each position of the map, projected, plus its place."""
-        what = torch.tanh(self.regions(feature_map.flatten(2).transpose(1, 2)))
-        return what + self.where(coordinate_channels(feature_map).flatten(2).transpose(1, 2))
+        """What each position holds, (N, d, h, w): the encoder's map projected and squashed.
+        Where it is joins in ``levels``, so the spatial map carries appearance alone."""
+        return torch.tanh(self.regions(feature_map.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
 
     def levels(
-        self, regions: torch.Tensor, questions: torch.Tensor, rows: torch.Tensor | None = None
+        self, codes: torch.Tensor, questions: torch.Tensor, rows: torch.Tensor | None = None
     ) -> list[Attended]:
-        """The co-attended word, phrase and question levels."""
+        """The co-attended word, phrase and question levels over regions = code + place."""
         positions = torch.arange(questions.shape[1], device=questions.device)
         mask = positions < question_lengths(questions).unsqueeze(1)
-        words = self.embed(questions) * mask.unsqueeze(-1).to(regions.dtype)
+        words = self.embed(questions) * mask.unsqueeze(-1).to(codes.dtype)
         phrases = self.phrases(words, mask)
         # Unidirectional: the state at a real word never sees the padding after it.
-        sentence = self.lstm(phrases)[0] * mask.unsqueeze(-1).to(regions.dtype)
+        sentence = self.lstm(phrases)[0] * mask.unsqueeze(-1).to(codes.dtype)
+        regions = codes.flatten(2).transpose(1, 2) + self.where(_places(codes))
         return [
             coattend(q, regions, mask, rows)
             for coattend, q in zip(self.coattend, (words, phrases, sentence))
@@ -151,9 +164,16 @@ class CoAttention(VQAModel):
     def answer(
         self, features: torch.Tensor, questions: torch.Tensor, rows: torch.Tensor | None = None
     ) -> torch.Tensor:
+        levels = self.levels(features, questions, rows)
+        codes = features if rows is None else features[rows]
+        weights = torch.stack([level.region_weights for level in levels], dim=1)  # (Q, 3, R)
+        # Each level's attended vector: sum_r a_r (code_r + W xy_r) = the attended map summed
+        # over space + W (the attended place); ``where`` is linear and bias-free.
+        seen = self.attended(codes, weights).sum(dim=(2, 3)).unflatten(1, (len(LEVELS), -1))
+        places = self.where(weights @ _places(codes))
         hidden = None
-        for level, layer in zip(self.levels(features, questions, rows), self.mlp):
-            joint = self.dropout(level.question + level.image)
+        for i, (level, layer) in enumerate(zip(levels, self.mlp)):
+            joint = self.dropout(level.question + seen[:, i] + places[:, i])
             inputs = joint if hidden is None else torch.cat([joint, hidden], dim=1)
             hidden = torch.tanh(layer(inputs))
         return self.out(self.dropout(hidden))
@@ -169,3 +189,8 @@ class CoAttention(VQAModel):
             name: level._replace(region_weights=level.region_weights.unflatten(1, grid))
             for name, level in zip(LEVELS, levels)
         }
+
+
+def _places(codes: torch.Tensor) -> torch.Tensor:
+    """(N, h * w, 2): each position's (x, y) in [-1, 1]."""
+    return coordinate_channels(codes).flatten(2).transpose(1, 2)

@@ -20,7 +20,9 @@ from vlx.errors import InputError
 from vlx.models.encoders import ResNetEncoder
 from vlx.text import Vocabulary
 
-EXPLAINED_LAYER = "encoder.stages.2"
+ENCODER_LAYER = "encoder.stages.2"
+"""The image encoder's output: the last layer that sees the image alone, whose units can be
+dissected and named."""
 MAX_QUESTION_LENGTH = 26
 """Longest question read, in words (the original Grad-CAM VQA code's limit); the rest is cut."""
 
@@ -50,6 +52,8 @@ class VQAModel(nn.Module):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
+    explained_layer: ClassVar[str] = ENCODER_LAYER
+    """The layer Grad-CAM explains by default: the model's last spatial map."""
 
     def __init__(self, config: Any) -> None:
         super().__init__()

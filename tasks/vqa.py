@@ -7,7 +7,6 @@ An answer's target is its pre-softmax score, so the predicted answer and every f
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from vlx.explanation import Explanation
 from vlx.methods import explain
 from vlx.models.encoders import SHAPES_PREPROCESS, arrays_to_tensor
 from vlx.models.registry import checkpoint_path
-from vlx.models.vqa_lstm_cnn import EXPLAINED_LAYER, VQAModel, encode_questions
+from vlx.models.vqa_lstm_cnn import VQAModel, encode_questions
 from vlx.models.vqa_training import load_vqa
 from vlx.text import Vocabulary, tokenize
 from vlx.training import load_checkpoint
@@ -55,13 +54,13 @@ class VisualQA:
         questions: Vocabulary,
         answers: Sequence[str],
         device: str | torch.device = "cpu",
-        layer: str = EXPLAINED_LAYER,
+        layer: str | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.questions = questions
         self.answers = list(answers)
-        self.layer = layer
+        self.layer = layer or model.explained_layer
 
     @classmethod
     def load(cls, model: str = "coattention", device: str = "cpu") -> VisualQA:
@@ -201,7 +200,11 @@ def vqa_faithfulness(
     progress: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Rank correlation of each method's map with the occlusion map for the predicted
-    answer (paper: Grad-CAM 0.60 vs Guided Backprop 0.42 on VQA); one question per scene."""
+    answer (paper: Grad-CAM 0.60 vs Guided Backprop 0.42 on VQA); one question per scene.
+
+    Every method after the first also gets the paired difference, first minus it, over the
+    scenes where both are defined: whether the first comes out ahead is a question about the
+    same scenes, which two separate standard errors overstate."""
     rhos: dict[str, list[float]] = {m: [] for m in methods}
     for scene in _scenes(world, start, count, progress, "faithfulness (vqa)"):
         question = scene.questions()[0]
@@ -212,18 +215,26 @@ def vqa_faithfulness(
                             occlusion_window=window, occlusion_stride=stride).maps
         for method in methods:
             maps = vqa.explain(inputs, questions, answer, method).maps
-            rho = float(occlusion_agreement(maps, reference)[0, 0])
-            if not math.isnan(rho):  # a constant map has no ranks: NaN, left out
-                rhos[method].append(rho)
-    return {
-        method: {
-            "rank_correlation": float(torch.tensor(values).mean()) if values else float("nan"),
-            "std_error": float(torch.tensor(values).std() / len(values) ** 0.5)
-            if len(values) > 1 else float("nan"),
-            "count": len(values),
-        }
-        for method, values in rhos.items()
-    }
+            # A constant map has no ranks: NaN, left out of its mean and of the differences.
+            rhos[method].append(float(occlusion_agreement(maps, reference)[0, 0]))
+    first = torch.tensor(rhos[methods[0]])
+    summary = {}
+    for method in methods:
+        values = torch.tensor(rhos[method])
+        mean, error, n = _mean_and_error(values)
+        summary[method] = {"rank_correlation": mean, "std_error": error, "count": n}
+        if method != methods[0]:
+            mean, error, n = _mean_and_error(first - values)
+            summary[method].update(difference=mean, difference_std_error=error, difference_count=n)
+    return summary
+
+
+def _mean_and_error(values: torch.Tensor) -> tuple[float, float, int]:
+    """Mean, standard error and count of the values that are not NaN."""
+    values = values[~values.isnan()]
+    count = len(values)
+    mean = float(values.mean()) if count else float("nan")
+    return mean, float(values.std() / count**0.5) if count > 1 else float("nan"), count
 
 
 def _scenes(world: ShapesWorld, start: int, count: int, progress: bool, label: str):

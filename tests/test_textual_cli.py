@@ -109,8 +109,19 @@ def test_vqa_text_for_predicted_and_forced_answers(model, tmp_path, capsys):
     summary = run_json(["vqa", "--model", model, "--answers", "red", "circle", "--method",
                         "counterfactual,gradcam", "--out", str(tmp_path), *PROBE], capsys)
     assert {"red", "circle"} <= {a["answer"] for a in summary["answers"]}
+    # co-attention is explained at its attended map; its text names the encoder's units
+    assert summary["layer"] == {"coattention": "attended", "lstm-cnn": "encoder.stages.2"}[model]
     for entry in summary["answers"]:
         check_text(entry["text"], entry["answer"])
+        assert entry["text"]["layer"] == "encoder.stages.2"
+
+
+def test_vqa_text_at_a_question_dependent_layer_is_an_error(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["vqa", "--layer", "attended", "--out", str(out), *PROBE]) == 2
+    err = capsys.readouterr().err
+    assert "'attended' depends on the question" in err and "encoder.stages.2" in err
+    assert not out.exists()
 
 
 def test_human_output_prints_the_sentences(tmp_path, capsys):

@@ -93,6 +93,35 @@ def test_coattention_gives_padded_words_no_attention(images: torch.Tensor) -> No
         assert (level.word_weights[ids != 0] > 0).all()
 
 
+def test_gradcam_on_the_attended_map_is_attention_times_evidence(images: torch.Tensor) -> None:
+    """Co-attention's default layer is summed over space, so its gradient is one vector per
+    level at every position, and Grad-CAM there is ReLU(sum over levels of a_l(r) times
+    code(r) . dy/dv_l): attention times how much each region's code supports the answer."""
+    from vlx.methods import explain
+
+    model = build("coattention")
+    ids, answers = questions(), [4, 9, 1]
+    assert model.explained_layer == "attended"
+    captured: list[torch.Tensor] = []
+    handle = model.attended.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    try:
+        scores = model(images, ids)
+    finally:
+        handle.remove()
+    target = scores[torch.arange(3), answers].sum()
+    gradient = torch.autograd.grad(target, captured[0])[0]  # (N, 3d, h, w)
+    torch.testing.assert_close(gradient, gradient[..., :1, :1].expand_as(gradient))
+    with torch.no_grad():
+        codes = model.image_code(model.encoder(images))  # (N, d, h, w)
+        attention = model.attention(images, ids)
+    weights = torch.stack([attention[level].region_weights for level in LEVELS], dim=1)
+    per_level = gradient[..., 0, 0].unflatten(1, (len(LEVELS), -1))  # (N, 3, d)
+    expected = (weights * torch.einsum("nld,ndhw->nlhw", per_level, codes)).sum(dim=1).relu()
+    maps = explain(model, (images, ids), "gradcam", targets=[[a] for a in answers]).maps[:, 0]
+    assert expected.amax() > 0
+    torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-6)
+
+
 def test_zero_coattention_weights_attend_uniformly(images: torch.Tensor) -> None:
     """With every co-attention weight 0, C = H = 0: each region gets 1/256, each real word
     1 / (its question's length), padding 0."""
@@ -308,3 +337,18 @@ def test_shipped_coattention_attends_to_the_object_asked_about() -> None:
     assert all(row["attention"] >= 0.8 for row in report.values()), report
     plain = vqa_pointing(VisualQA.load("lstm-cnn"), world, first, 2, progress=False)
     assert all("attention" not in row for row in plain.values())
+
+
+def test_shipped_coattention_gradcam_points_at_the_object_asked_about() -> None:
+    """At its default layer (the attended map) the correct answer's Grad-CAM peaks on the
+    object asked about for at least 80% of colour and of shape questions (82.5% / 81.2% on 300
+    test scenes); at the question-blind encoder output it points far less often (34% / 33%)."""
+    from vlx.tasks.vqa import VisualQA, vqa_pointing
+
+    world, first = ShapesWorld(seed=0), SPLITS["test"][0]
+    vqa = VisualQA.load("coattention")
+    report = vqa_pointing(vqa, world, first, 60, progress=False)
+    encoder = vqa_pointing(vqa, world, first, 60, layer="encoder.stages.2", progress=False)
+    for kind, row in report.items():
+        assert row["count"] >= 80 and row["accuracy"] >= 0.8, (kind, row)
+        assert row["accuracy"] >= encoder[kind]["accuracy"] + 0.2, (kind, row, encoder[kind])

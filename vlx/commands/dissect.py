@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
 def dissection_subject(name: str, layer: str | None, device: torch.device) -> LayerSubject:
     """The model behind ``--model``, what its layer's dissection runs through, and the default
-    layer: a ShapesWorld model's image encoder, or a classifier's explained layer."""
+    layer: a ShapesWorld model's image encoder output (co-attention explains a later,
+    question-dependent map by default, whose units no image probe can name), or a classifier's
+    explained layer."""
     if name == "captioner":
         from vlx.tasks.captioning import Captioner
 
@@ -88,10 +90,11 @@ def dissection_subject(name: str, layer: str | None, device: torch.device) -> La
         return LayerSubject(captioner.model, layer or captioner.layer, captioner.prepare, name,
                             forward=captioner.model.encoder)
     if name in SHAPES_MODELS:
+        from vlx.models.vqa_lstm_cnn import ENCODER_LAYER
         from vlx.tasks.vqa import VisualQA
 
         vqa = VisualQA.load(name, str(device))
-        return LayerSubject(vqa.model, layer or vqa.layer, vqa.prepare, name,
+        return LayerSubject(vqa.model, layer or ENCODER_LAYER, vqa.prepare, name,
                             forward=vqa.model.encoder)
     from vlx.tasks.classification import ImageClassifier
 

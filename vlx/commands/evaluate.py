@@ -648,13 +648,18 @@ def pointing_table(summary: dict) -> str:
 
 
 def faithfulness_table(summary: dict) -> str:
-    """Mean rank correlation with occlusion per method, with its standard error."""
-    lines = _heading(summary) + ["| method | rank correlation | std. error | maps |",
-                                 "|---|---|---|---|"]
+    """Mean rank correlation with occlusion per method, with its standard error, and the
+    first method's paired lead over each other method on the same scenes."""
+    methods = list(summary["methods"])
+    lines = _heading(summary) + [
+        f"| method | rank correlation | std. error | maps | {methods[0]} minus it (paired) |",
+        "|---|---|---|---|---|",
+    ]
     for method, row in summary["methods"].items():
-        lines.append(
-            f"| {method} | {row['rank_correlation']:.3f} | {row['std_error']:.3f} | {row['count']} |"
-        )
+        lead = (f"{row['difference']:+.3f} +- {row['difference_std_error']:.3f} "
+                f"({row['difference_count']} scenes)" if "difference" in row else "")
+        lines.append(f"| {method} | {row['rank_correlation']:.3f} | {row['std_error']:.3f} | "
+                     f"{row['count']} | {lead} |")
     return "\n".join(lines + _paper(summary))
 
 

@@ -16,6 +16,7 @@ from vlx.commands.textual import LayerSubject, explain_text, layer_units, text_m
 from vlx.errors import InputError
 from vlx.images import load_image
 from vlx.methods import check_methods
+from vlx.models.vqa_lstm_cnn import ENCODER_LAYER
 from vlx.tasks.vqa import VisualQA
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     questions = vqa.encode(question)
     forced = [vqa.answer_index(a) for a in args.answers or []]
     inputs = vqa.prepare([image])
+    subject = _subject(vqa, args, inputs) if reader else None
     predicted = vqa.predict(inputs, questions, top_k=3)[0]
     targets = list(dict.fromkeys([predicted[0].index, *forced]))
     explanations = {m: vqa.explain(inputs, questions, [targets], m, args.layer) for m in args.method}
@@ -58,11 +60,14 @@ def run(args: argparse.Namespace) -> int:
         caption=f"Q: {question}", path=lambda method: out / f"{slug(name)}_{method}_answers.png",
         columns=5, panel_size=180,
     )
-    if reader:
-        units = layer_units(_subject(vqa, args, inputs), args)
+    if reader and subject is not None:
+        units = layer_units(subject, args)
         labels = [entry["answer"] for entry in entries]
+        read = explanations[reader]
+        if subject.layer != (args.layer or vqa.layer):
+            read = vqa.explain(inputs, questions, [targets], reader, subject.layer)
         files += explain_text(
-            explanations[reader], 0, units, entries, labels, image,
+            read, 0, units, entries, labels, image,
             lambda t: out / f"{slug(name)}_{reader}_{slug(labels[t])}_text.png",
         )
     summary = {
@@ -96,9 +101,17 @@ def _subject(
 ) -> LayerSubject:
     """Dissect the explained layer through the image encoder alone where the model has one;
     ViLT reads image and question in one transformer, so its probe images go with an empty
-    question."""
+    question. A layer that depends on the question (co-attention's ``attended``) has no
+    question-free units to name, so its text reads the encoder's output instead."""
     layer = args.layer or vqa.layer
     if isinstance(vqa, VisualQA):
+        if args.layer is None:
+            layer = ENCODER_LAYER
+        elif not layer.startswith("encoder."):
+            raise InputError(
+                f"--text names the units of an image layer, and {layer!r} depends on the "
+                f"question; valid: a layer of the image encoder, e.g. {ENCODER_LAYER}"
+            )
         return LayerSubject(vqa.model, layer, vqa.prepare, args.model, forward=vqa.model.encoder)
     from vlx.tasks.hf_grid import PatchGrid, patch_grids
     from vlx.tasks.hf_vqa import BlipVQA, ViltPatchOrder

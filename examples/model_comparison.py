@@ -32,10 +32,15 @@ from _shapes_classifiers import (
     write_results,
 )
 from PIL import Image
-from torch.nn import functional as F
 
 from vlx.data.shapes import Scene
-from vlx.evaluate.pointing import centre_hits, pointing_hits, random_point_accuracy
+from vlx.evaluate.pointing import (
+    centre_hits,
+    grown,
+    pointing_hits,
+    random_point_accuracy,
+    zhang_tolerance,
+)
 from vlx.models.shapes_classifier import ShapesClassification, predict
 from vlx.render import grid, save_png
 
@@ -66,21 +71,6 @@ def object_masks(scenes: list[Scene]) -> torch.Tensor:
     return torch.stack([torch.from_numpy(s.objects[0].mask) for s in scenes])[:, None]
 
 
-def tolerance_px(image_size: int) -> int:
-    """Zhang et al.'s pointing game counts a maximum within 15 px of the object (at about
-    224 px); the same share of a smaller image."""
-    return round(15 * image_size / 224)
-
-
-def dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
-    """(..., H, W) bool masks grown by every pixel within ``radius`` (Euclidean)."""
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    disk = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).float()
-    flat = masks.reshape(-1, 1, *masks.shape[-2:]).float()
-    grown = F.conv2d(flat, disk[None, None], padding=radius) > 0
-    return grown.reshape(masks.shape)
-
-
 def compare(setting: str, models: list[Trained], count: int) -> Comparison:
     data = models[0].recipe.data
     scenes = data.scenes("test", count)
@@ -89,7 +79,7 @@ def compare(setting: str, models: list[Trained], count: int) -> Comparison:
     agreed = (predictions[0] == labels) & (predictions[1] == labels)
     chosen = [s for s, keep in zip(scenes, agreed) if keep]
     masks = object_masks(chosen)
-    near = dilate(masks, tolerance_px(data.image_size))
+    near = grown(masks, zhang_tolerance(data.image_size))
     hits, rows, results = [], [], {}
     for model, predicted in zip(models, predictions):
         maps = gradcam(model.model, chosen, labels[agreed])[:, None]
@@ -138,14 +128,14 @@ def main(argv: list[str] | None = None) -> dict:
     size = next(iter(comparisons.values())).models[0].recipe.data.image_size
     header = ["scenes", "model", "training steps", f"accuracy, all {count} test", "agreed scenes",
               "accuracy on the agreed", "Grad-CAM pointing on the agreed",
-              f"pointing within {tolerance_px(size)} px", "agreed scenes only this model hits"]
+              f"pointing within {zhang_tolerance(size)} px", "agreed scenes only this model hits"]
     text = (
         "# Sec. 5.2 without humans: pointing separates models that accuracy cannot\n\n"
         f"{size}px one-object ShapesWorld test scenes, objects x2 and x1 ShapesWorld's default "
         "size; per setting a longer- and a shorter-trained classifier. The agreed "
         "scenes are those where both predict the same, correct class. Pointing: the maximum "
         "of the upsampled Grad-CAM map of that class lies on the object, or within "
-        f"{tolerance_px(size)} px of it (Zhang et al.'s 15 px at 224 px, scaled). "
+        f"{zhang_tolerance(size)} px of it (Zhang et al.'s 15 px at 224 px, scaled). "
         "(The paper asked 54 "
         "people which of VGG-16 and AlexNet seemed more reliable from their Guided Grad-CAM "
         "explanations; here the ground-truth mask stands in for the people.)\n\n"

@@ -52,12 +52,17 @@ def test_box_mask_scales_a_photo_box_to_the_model_input(load_example) -> None:
 
 def test_caption_words(tmp_path, load_example, capsys) -> None:
     result = run("caption_words", tmp_path, load_example, capsys)
-    assert set(result) == {"lenient", "strict"}
+    assert set(result) == {"lenient", "strict", "peaks"}
     # scenes 0-2: 6 colour words, 6 shape words, at least one textured background
     assert result["lenient"]["colour"]["count"] == 6
     assert result["lenient"]["shape"]["count"] == 6
     for category, row in result["lenient"].items():
         assert 0 <= result["strict"][category]["accuracy"] <= row["accuracy"] <= 1
+    for category, places in result["peaks"].items():
+        assert places["count"] == 6
+        # the places split every word, and the described object is the strict score
+        assert abs(sum(v for k, v in places.items() if k != "count") - 1) < 1e-9
+        assert places["described object"] == result["strict"][category]["accuracy"]
     table = (tmp_path / "results" / "caption_words.md").read_text()
     assert "| all grounded words |" in table and "30.0%" in table
     figure(tmp_path / "figures" / "caption_words_scene0.png", 7 * 192, 2 * 192)
@@ -72,8 +77,12 @@ def test_vqa_answers(tmp_path, load_example, capsys) -> None:
         assert set(result["faithfulness"]) == {"gradcam", "guided-backprop"}
         for row in result["faithfulness"].values():
             assert -1 <= row["rank_correlation"] <= 1
+        lead = result["faithfulness"]["guided-backprop"]
+        assert -2 <= lead["difference"] <= 2 and lead["difference_count"] <= 2
+    assert set(results["coattention"]["encoder pointing"]) == {"colour", "shape"}
     table = (tmp_path / "results" / "vqa_answers.md").read_text()
-    assert "| *paper* (VQA, VGG-16) | 0.60 | 0.42 |" in table
+    assert "| *paper* (VQA, VGG-16) | 0.60 | 0.42 | +0.18 |" in table
+    assert "| co-attention at encoder.stages.2 | colour |" in table
     # one row per model: the input and three forced answers
     figure(tmp_path / "figures" / "vqa_answers_scene0.png", 4 * 176, 2 * 176)
 

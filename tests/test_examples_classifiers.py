@@ -117,19 +117,6 @@ def test_trained_models_are_cached_by_recipe(tmp_path, monkeypatch, load_example
         helpers.trained(helpers.Recipe("tiny", steps=3).fast(steps=3), tmp_path, "cpu")
 
 
-def test_pointing_tolerance_disk_by_hand(load_example) -> None:
-    import torch
-
-    module = load_example("model_comparison")
-    assert module.tolerance_px(224) == 15 and module.tolerance_px(64) == 4
-    mask = torch.zeros(1, 1, 7, 7, dtype=torch.bool)
-    mask[0, 0, 3, 3] = True
-    grown = module.dilate(mask, 2)[0, 0]
-    # every pixel within Euclidean distance 2 of (3, 3): 13 pixels, (1, 1) off-diagonal in
-    assert int(grown.sum()) == 13
-    assert grown[1, 3] and grown[2, 2] and not grown[1, 2] and not grown[0, 3]
-
-
 def test_a_bad_device_is_one_clear_error(tmp_path, load_example, capsys) -> None:
     module = load_example("dataset_bias")
     with pytest.raises(SystemExit) as exit_info:

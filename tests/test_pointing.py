@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vlx.evaluate.pointing import RejectionTally, rejection_outcomes
+from vlx.evaluate.pointing import RejectionTally, grown, rejection_outcomes, zhang_tolerance
 
 
 def _maps_and_masks() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -58,3 +58,13 @@ def test_mismatched_lengths_and_empty_tally_are_errors() -> None:
         rejection_outcomes(torch.zeros(2, 2, 2), torch.zeros(1, 2, 2), torch.ones(2), 0.5)
     with pytest.raises(ValueError, match="no classes"):
         RejectionTally(0.5).summary()
+
+
+def test_pointing_tolerance_disk_by_hand() -> None:
+    assert zhang_tolerance(224) == 15 and zhang_tolerance(64) == 4 and zhang_tolerance(128) == 9
+    mask = torch.zeros(1, 1, 7, 7, dtype=torch.bool)
+    mask[0, 0, 3, 3] = True
+    near = grown(mask, 2)[0, 0]
+    # every pixel within Euclidean distance 2 of (3, 3): 13 pixels, (1, 1) off-diagonal in
+    assert int(near.sum()) == 13
+    assert near[1, 3] and near[2, 2] and not near[1, 2] and not near[0, 3]

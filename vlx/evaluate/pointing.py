@@ -36,6 +36,21 @@ def pointing_hits(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return inside & has_peak
 
 
+def zhang_tolerance(image_size: int) -> int:
+    """Zhang et al.'s pointing game forgives a maximum within 15 px of the object at about
+    224 px; the same share of a ``image_size`` px image."""
+    return round(15 * image_size / 224)
+
+
+def grown(masks: torch.Tensor, radius: int) -> torch.Tensor:
+    """(..., H, W) bool masks grown by every pixel within ``radius`` px (Euclidean)."""
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    disk = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2).float()
+    flat = masks.reshape(-1, 1, *masks.shape[-2:]).float()
+    near = torch.nn.functional.conv2d(flat, disk[None, None], padding=radius) > 0
+    return near.reshape(masks.shape)
+
+
 def centre_hits(masks: torch.Tensor) -> torch.Tensor:
     """(…) bool: does the centre pixel lie in each (…, H, W) mask?"""
     h, w = masks.shape[-2:]

@@ -9,7 +9,7 @@ correct answer's map per question kind (`vlx.tasks.vqa.vqa_pointing`), and the r
 correlation of Grad-CAM and Guided Backprop maps with occlusion maps
 (`vlx.tasks.vqa.vqa_faithfulness`; paper 0.60 vs 0.42).
 
-    python examples/vqa_answers.py                   # 300 scenes pointing, 100 faithfulness
+    python examples/vqa_answers.py                   # 300 scenes pointing and faithfulness
     python examples/vqa_answers.py --fast
 """
 
@@ -24,7 +24,7 @@ from PIL import Image
 
 from vlx.commands.explain import resolve_device
 from vlx.data.shapes import COLOURS, SPLITS, Question, Scene, ShapesWorld
-from vlx.models.vqa_lstm_cnn import encode_questions
+from vlx.models.vqa_lstm_cnn import ENCODER_LAYER, encode_questions
 from vlx.render import grid, save_png
 from vlx.tasks.vqa import POINTED_KINDS, VisualQA, vqa_faithfulness, vqa_pointing
 
@@ -43,8 +43,8 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--out", type=Path, default=Path("docs"),
                         help=f"writes OUT/results/{NAME}.md and OUT/figures/{NAME}_*.png")
     result.add_argument("--images", type=int, default=300, help="test scenes for pointing (300)")
-    result.add_argument("--faithfulness-images", type=int, default=100,
-                        help="test scenes for the occlusion rank correlation (100)")
+    result.add_argument("--faithfulness-images", type=int, default=300,
+                        help="test scenes for the occlusion rank correlation (300)")
     result.add_argument("--figures", type=int, default=3, help="test scenes drawn (3)")
     return result
 
@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> dict:
         }
         for name, vqa in models.items()
     }
+    results["coattention"]["encoder pointing"] = vqa_pointing(
+        models["coattention"], world, first, pointed, layer=ENCODER_LAYER
+    )
     write_results(args.out, NAME, report(results, pointed, faithful))
     print("figures: " + ", ".join(str(f) for f in figures))
     return results
@@ -127,6 +130,11 @@ def report(results: dict, pointed: int, faithful: int) -> str:
             pointing_rows.append([MODELS[name], kind, row["count"], percent(row["answered"]),
                                   percent(row["accuracy"]), attention, percent(row["centre"]),
                                   percent(row["random"])])
+    for kind, row in results["coattention"]["encoder pointing"].items():
+        pointing_rows.append([f"co-attention at {ENCODER_LAYER}", kind, row["count"],
+                              percent(row["answered"]), percent(row["accuracy"]),
+                              percent(row["attention"]), percent(row["centre"]),
+                              percent(row["random"])])
     faithfulness_rows = []
     for name, result in results.items():
         cells = []
@@ -134,14 +142,18 @@ def report(results: dict, pointed: int, faithful: int) -> str:
             row = result["faithfulness"][method]
             cells.append(f"{row['rank_correlation']:.3f} +- {row['std_error']:.3f} "
                          f"(n={row['count']})")
+        lead = result["faithfulness"]["guided-backprop"]
+        cells.append(f"{lead['difference']:+.3f} +- {lead['difference_std_error']:.3f}")
         faithfulness_rows.append([MODELS[name], *cells])
     faithfulness_rows.append(["*paper* (VQA, VGG-16)",
-                              *(f"{v:.2f}" for v in PAPER_FAITHFULNESS.values())])
+                              *(f"{v:.2f}" for v in PAPER_FAITHFULNESS.values()), "+0.18"])
     return (
         "# Forced VQA answers, their pointing and faithfulness (paper Sec. 8.2)\n\n"
         f"The shipped ShapesWorld VQA models; the {pointed} first test scenes, every colour "
         "and shape question whose object is known. The map explained is the correct answer's "
-        "(pre-softmax score, Grad-CAM at the model's default layer); a hit: its peak, after "
+        "(pre-softmax score, Grad-CAM at the model's default layer: the attended map for the "
+        "co-attention model, the encoder's output for the LSTM-CNN; the co-attention model's "
+        "encoder output, `encoder.stages.2`, is the last row); a hit: its peak, after "
         "bilinear upsampling, lies on the object asked about. *Answered*: the share the model "
         "answers correctly. *Attention*: the same game for the co-attention model's own "
         "question-level region weights (where it looked). Baselines: the image centre and a "
@@ -152,9 +164,11 @@ def report(results: dict, pointed: int, faithful: int) -> str:
         + f"\nFaithfulness (Sec. 5.3 protocol, applied to VQA as in Sec. 8.2): Spearman rank "
         f"correlation with the occlusion map (window 16, stride 8 px) of the predicted answer, "
         f"one question per scene, the {faithful} first test scenes (mean +- standard error; "
-        "constant maps left out). The paper measured VQA with VGG-16 on real photos; the "
-        "numbers are context, not a like-for-like comparison.\n\n"
-        + markdown_table(["model", "Grad-CAM", "Guided Backprop"], faithfulness_rows)
+        "constant maps left out); *lead*: Grad-CAM minus Guided Backprop on the same scenes. "
+        "The paper measured VQA with VGG-16 on real photos; the numbers are context, not a "
+        "like-for-like comparison.\n\n"
+        + markdown_table(["model", "Grad-CAM", "Guided Backprop", "lead (paired)"],
+                         faithfulness_rows)
         + f"\nFigures (Fig. 12): `{NAME}_scene*.png`, one row per model.\n"
     )
 

@@ -102,12 +102,20 @@ def main(argv: list[str] | None = None) -> dict:
 PLACES = ("described object", "another object of the word's kind", "another object",
           "background near the described object", "background elsewhere")
 PLACED = ("colour", "shape")
+MENTIONS = ("first object", "later object")
+"""A caption names its objects in turn; every object after the first is introduced by its
+relation to the one before ("... a blue star below a red circle"), whose words can then also
+move the later object's log-probs."""
 
 
 def peak_places(captioner: Captioner, world: ShapesWorld, first: int, count: int) -> dict:
-    """Per category, the share of reference-caption words whose map peaks in each of
-    ``PLACES``: whether a miss is near the object or elsewhere."""
+    """Where reference-caption words' maps peak: per category, the share of words whose peak
+    lies in each of ``PLACES`` (whether a miss is near the object or elsewhere); and per
+    category and ``MENTIONS``, the hit rate on the described object, the share of peaks on the
+    object named just before it, and the mean peak offset (x, y) from the described object's
+    centroid in pixels (negative y: above)."""
     tally = {category: dict.fromkeys(PLACES, 0) for category in PLACED}
+    mentions = {(c, m): np.zeros(5) for c in PLACED for m in MENTIONS}  # n, hit, previous, dx, dy
     for index in range(first, first + count):
         scene = world.scene(index)
         tokens = scene.caption_grounding()
@@ -130,11 +138,25 @@ def peak_places(captioner: Captioner, world: ShapesWorld, first: int, count: int
             else:
                 place = PLACES[3] if near[token.referent, y, x] else PLACES[4]
             tally[token.category][place] += 1
-    return {
+            ys, xs = np.nonzero(described.mask)
+            previous = token.referent > 0 and bool(masks[token.referent - 1, y, x])
+            mentions[token.category, MENTIONS[min(token.referent, 1)]] += [
+                1, place == PLACES[0], previous, x - xs.mean(), y - ys.mean()
+            ]
+    places = {
         category: {place: n / max(1, sum(counts.values())) for place, n in counts.items()}
         | {"count": sum(counts.values())}
         for category, counts in tally.items()
     }
+    by_mention = {
+        f"{category}, {mention}": {
+            "count": int(n), "described object": hit / max(1, n),
+            "object named before": previous / max(1, n),
+            "offset": (dx / max(1, n), dy / max(1, n)),
+        }
+        for (category, mention), (n, hit, previous, dx, dy) in mentions.items()
+    }
+    return {"places": places, "mentions": by_mention}
 
 
 def word_figure(captioner: Captioner, scene: Scene, out: Path) -> tuple[Path, str]:
@@ -211,7 +233,15 @@ def report(result: dict, images: int, captions: list[tuple[int, str, str]]) -> s
         "224 px scaled to 128 px):\n\n"
         + markdown_table(["word category", "words", *PLACES],
                          [[c, r["count"], *(percent(r[p]) for p in PLACES)]
-                          for c, r in result["peaks"].items()])
+                          for c, r in result["peaks"]["places"].items()])
+        + "\nBy the object's place in the caption (every later object is introduced by its "
+        "relation to the one named before it):\n\n"
+        + markdown_table(
+            ["words", "count", "peak on the described object", "peak on the object named before",
+             "mean peak offset from the object's centroid (x, y px; negative y: above)"],
+            [[k, r["count"], percent(r["described object"]), percent(r["object named before"]),
+              "({:+.1f}, {:+.1f})".format(*r["offset"])]
+             for k, r in result["peaks"]["mentions"].items()])
         + "\nFigures (Fig. 11): one overlay per generated word; `_pointing_` figures mark the "
         "peak and outline the word's pixels.\n\n"
         + markdown_table(["figure", "generated caption", "reference caption"], figure_rows)

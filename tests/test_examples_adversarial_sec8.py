@@ -58,11 +58,20 @@ def test_caption_words(tmp_path, load_example, capsys) -> None:
     assert result["lenient"]["shape"]["count"] == 6
     for category, row in result["lenient"].items():
         assert 0 <= result["strict"][category]["accuracy"] <= row["accuracy"] <= 1
-    for category, places in result["peaks"].items():
+    for category, places in result["peaks"]["places"].items():
         assert places["count"] == 6
         # the places split every word, and the described object is the strict score
         assert abs(sum(v for k, v in places.items() if k != "count") - 1) < 1e-9
         assert places["described object"] == result["strict"][category]["accuracy"]
+        # scenes 0-2 hold 6 objects, 3 of them first in their caption; the mentions split the
+        # words, their hits add up to the strict score, and a first object has none before it
+        first, later = (result["peaks"]["mentions"][f"{category}, {m}"]
+                        for m in ("first object", "later object"))
+        assert (first["count"], later["count"]) == (3, 3)
+        hits = first["described object"] * 3 + later["described object"] * 3
+        assert abs(hits / 6 - places["described object"]) < 1e-9
+        assert first["object named before"] == 0
+        assert all(abs(v) < 128 for v in first["offset"] + later["offset"])
     table = (tmp_path / "results" / "caption_words.md").read_text()
     assert "| all grounded words |" in table and "30.0%" in table
     figure(tmp_path / "figures" / "caption_words_scene0.png", 7 * 192, 2 * 192)

@@ -81,17 +81,8 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
         help="classes to explain (names or indices); default: each image's top class",
     )
     explain.add_argument("--top-k", type=int, default=5, help="predictions to print (5)")
-    explain.add_argument(
-        "--method",
-        type=_methods,
-        default=["gradcam"],
-        help=f"comma-separated methods: {','.join(METHOD_NAMES)} (gradcam)",
-    )
-    explain.add_argument("--out", default="vlx-out", help="output folder (vlx-out)")
-    explain.add_argument("--device", default="cpu", help="cpu or cuda")
-    explain.add_argument("--json", action="store_true", help="print a JSON summary")
     explain.add_argument("--list-classes", action="store_true", help="print class names and exit")
-    _add_text_options(explain)
+    _add_explanation_outputs(explain)
     explain.set_defaults(run=_lazy("vlx.commands.explain"))
 
 
@@ -108,12 +99,6 @@ def _add_caption(commands: argparse._SubParsersAction) -> None:
     caption.add_argument("--words", nargs="+", metavar="W", help="explain only these words")
     caption.add_argument("--whole", action="store_true", help="add the whole-caption map")
     caption.add_argument("--beam", type=int, default=0, help="beam width (default: greedy)")
-    caption.add_argument(
-        "--method",
-        type=_methods,
-        default=["gradcam"],
-        help=f"comma-separated methods: {','.join(METHOD_NAMES)} (gradcam)",
-    )
     caption.add_argument("--layer", help="layer to explain (default: the encoder's output)")
     caption.add_argument("--checkpoint", help="captioner checkpoint (default: the shipped one)")
     caption.add_argument(
@@ -122,10 +107,7 @@ def _add_caption(commands: argparse._SubParsersAction) -> None:
         "(a VisionEncoderDecoder or BLIP save_pretrained directory with its processor)",
     )
     caption.add_argument("--scene", type=int, default=0, help="ShapesWorld test scene (0)")
-    caption.add_argument("--out", default="vlx-out", help="output folder (vlx-out)")
-    caption.add_argument("--device", default="cpu", help="cpu or cuda")
-    caption.add_argument("--json", action="store_true", help="print a JSON summary")
-    _add_text_options(caption)
+    _add_explanation_outputs(caption)
     caption.set_defaults(run=_lazy("vlx.commands.caption"))
 
 
@@ -145,23 +127,24 @@ def _add_vqa(commands: argparse._SubParsersAction) -> None:
         "(a ViLT or BLIP save_pretrained directory with its processor)",
     )
     vqa.add_argument("--answers", nargs="+", metavar="A", help="answers to force and explain")
-    vqa.add_argument(
+    vqa.add_argument("--layer", help="layer to explain, e.g. encoder.stages.1")
+    vqa.add_argument("--scene", type=int, default=0, help="ShapesWorld test scene (0)")
+    _add_explanation_outputs(vqa)
+    vqa.set_defaults(run=_lazy("vlx.commands.vqa"))
+
+
+def _add_explanation_outputs(parser: argparse.ArgumentParser) -> None:
+    """What ``explain``, ``caption`` and ``vqa`` share: the methods, where and how results go,
+    and ``--text`` with the probe it dissects the explained layer on."""
+    parser.add_argument(
         "--method",
         type=_methods,
         default=["gradcam"],
         help=f"comma-separated methods: {','.join(METHOD_NAMES)} (gradcam)",
     )
-    vqa.add_argument("--layer", help="layer to explain, e.g. encoder.stages.1")
-    vqa.add_argument("--scene", type=int, default=0, help="ShapesWorld test scene (0)")
-    vqa.add_argument("--out", default="vlx-out", help="output folder (vlx-out)")
-    vqa.add_argument("--device", default="cpu", help="cpu or cuda")
-    vqa.add_argument("--json", action="store_true", help="print a JSON summary")
-    _add_text_options(vqa)
-    vqa.set_defaults(run=_lazy("vlx.commands.vqa"))
-
-
-def _add_text_options(parser: argparse.ArgumentParser) -> None:
-    """``--text`` and the probe it dissects the explained layer on (explain, caption, vqa)."""
+    parser.add_argument("--out", default="vlx-out", help="output folder (vlx-out)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.add_argument(
         "--text", action="store_true",
         help="add textual explanations: each target's top-5 / bottom-5 units of the layer by "

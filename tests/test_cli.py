@@ -158,3 +158,14 @@ def test_cuda_without_a_gpu_is_a_clear_error(photo, capsys):
         pytest.skip("a GPU is present")
     assert main(["explain", str(photo), "--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_json_into_a_closed_pipe_exits_without_a_traceback(tmp_path):
+    # `vlx caption --json | head -c 0`: the reader is gone before the summary is printed
+    command = [sys.executable, "-m", "vlx.cli", "caption", "--json", "--out", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait() == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert list(tmp_path.glob("*_words.png")), "the figure is written before the summary"

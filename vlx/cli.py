@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -28,6 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as err:
         print(f"vlx {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader stopped early (`vlx caption --json | head`): the files are written. Exit
+        # as Python's own recipe does, without a traceback when stdout is flushed at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -124,6 +124,7 @@ def peak_places(captioner: Captioner, world: ShapesWorld, first: int, count: int
         peaks = peak_coordinates(upsample(maps.cpu(), scene.image.shape[:2]))[0]
         masks = torch.from_numpy(np.stack([o.mask for o in scene.objects]))
         near = grown(masks, zhang_tolerance(scene.image.shape[0]))
+        centroids = [np.argwhere(o.mask).mean(axis=0)[::-1] for o in scene.objects]  # (x, y)
         for t, token in enumerate(tokens):
             if token.category not in PLACED:
                 continue
@@ -138,10 +139,10 @@ def peak_places(captioner: Captioner, world: ShapesWorld, first: int, count: int
             else:
                 place = PLACES[3] if near[token.referent, y, x] else PLACES[4]
             tally[token.category][place] += 1
-            ys, xs = np.nonzero(described.mask)
             previous = token.referent > 0 and bool(masks[token.referent - 1, y, x])
+            dx, dy = np.array([x, y]) - centroids[token.referent]
             mentions[token.category, MENTIONS[min(token.referent, 1)]] += [
-                1, place == PLACES[0], previous, x - xs.mean(), y - ys.mean()
+                1, place == PLACES[0], previous, dx, dy
             ]
     places = {
         category: {place: n / max(1, sum(counts.values())) for place, n in counts.items()}

@@ -30,6 +30,7 @@ from vlx.training import (
     command_line,
     load_checkpoint,
     optimise,
+    read_metadata,
     resumed_adam,
     save_checkpoint,
 )
@@ -111,6 +112,9 @@ class CaptionerTraining(TrainingOptions):
     min_count: int = 1
     pool: str = "mean"
     coordinates: bool = True
+    stride: int | None = None  # None: 8 for a new model, the checkpoint's otherwise
+    init: Path | None = None
+    receptive_field: int = 71
 
 
 def caption_source(data: str, seed: int) -> CaptionSource:
@@ -139,15 +143,28 @@ def train_captioner(options: CaptionerTraining) -> dict:
     device = torch.device(options.device)
     source = caption_source(options.data, options.seed)
     start, optimizer_state, saved = 0, None, {}
+    if options.resume and options.init is not None:
+        raise InputError("--resume continues --out; --init starts a new run: give one of them")
     if options.resume and Path(options.out).is_file():
         saved = load_checkpoint(options.out)
+        if options.stride not in (None, saved["config"].get("stride", 8)):
+            raise InputError(
+                f"--stride {options.stride}: {options.out} was trained at stride "
+                f"{saved['config'].get('stride', 8)}; change it with --init, not --resume"
+            )
         model, vocabulary = ShowAndTell.from_checkpoint(saved)
         start = int(saved.get("step", 0))
         optimizer_state = saved.get("optimizer")
+    elif options.init is not None:
+        initial = _captioner_checkpoint(options.init, options.out)
+        if options.stride is not None:
+            initial["config"] = {**initial["config"], "stride": options.stride}
+        model, vocabulary = ShowAndTell.from_checkpoint(initial)
     else:
         vocabulary = Vocabulary.build(source.captions(), min_count=options.min_count)
         config = ShowAndTellConfig(
-            vocab_size=len(vocabulary), pool=options.pool, coordinates=options.coordinates
+            vocab_size=len(vocabulary), pool=options.pool, coordinates=options.coordinates,
+            stride=options.stride or 8, receptive_field=options.receptive_field,
         )
         model = ShowAndTell(config)
     # channels_last: the encoder's convolutions run about 1.5x faster on CPU.
@@ -182,7 +199,7 @@ def train_captioner(options: CaptionerTraining) -> dict:
         checkpoint_every=options.checkpoint_every,
     )
     model.eval()
-    metrics = {"loss": loss}
+    metrics = {"loss": loss} if options.steps > start else {}
     if source.name == "shapes":
         metrics.update(object_naming(model, vocabulary, ShapesWorld(seed=options.seed), options.eval_images))
     _save(options, model, vocabulary, options.steps, source, metrics, optimizer, auxiliary)
@@ -217,6 +234,17 @@ def _phrases(words: list[str]) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in re.finditer(pattern, text)]
 
 
+def _captioner_checkpoint(path: Path, out: Path) -> dict:
+    if not path.is_file():
+        raise InputError(f"--init {path}: no such file")
+    if path.resolve() == Path(out).resolve():
+        raise InputError(f"--init {path} is also --out: write the new run to another file")
+    checkpoint = load_checkpoint(path)
+    if not {"config", "vocabulary", "state_dict"} <= checkpoint.keys() or "vocab_size" not in checkpoint["config"]:
+        raise InputError(f"--init {path}: not a captioner checkpoint (from `vlx train captioner`)")
+    return checkpoint
+
+
 def _save(options, model, vocabulary, step, source, metrics, optimizer, auxiliary) -> None:
     payload = model.checkpoint(vocabulary)
     payload["step"] = step
@@ -235,4 +263,6 @@ def _save(options, model, vocabulary, step, source, metrics, optimizer, auxiliar
         "metrics": metrics,
         "command": command_line(),
     }
+    if options.init is not None:  # the run this one started from, with its own lineage
+        metadata["init"] = {"checkpoint": str(options.init), "metadata": read_metadata(options.init)}
     save_checkpoint(options.out, payload, metadata)

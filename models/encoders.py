@@ -1,8 +1,8 @@
 """Small ResNet-style image encoders for ShapesWorld models (captioning, VQA).
 
-The encoder keeps a 16 x 16 spatial map at 128 x 128 input (stride 8) and a receptive field
-of about 60 pixels: enough to see a whole object, small enough that each position describes
-what is there. Explanations are taken at its output, ``encoder.stages.2``.
+The encoder keeps a 16 x 16 spatial map at 128 x 128 input (stride 8); each position sees
+71 pixels, or 55 or 39 with a smaller ``receptive_field`` (ShapesWorld objects span 18-42
+pixels). Explanations are taken at its output, ``encoder.stages.2``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from vlx.images import Preprocess
 SHAPES_PREPROCESS = Preprocess(size=(128, 128), mean=(0.5,) * 3, std=(0.5,) * 3)
 """Input of the ShapesWorld models: 128 x 128, values scaled to [-1, 1]."""
 
+LAST_STAGE_KERNELS = {71: (3, 3), 55: (3, 1), 39: (1, 1)}
+"""The encoder's receptive field in pixels -> the kernels of its last stage's convolutions."""
+
 
 def arrays_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     """(N, 3, H, W) model input from uint8 (H, W, 3) arrays already at the model's size:
@@ -25,13 +28,32 @@ def arrays_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
 
 
 class BasicBlock(nn.Module):
-    """The ResNet basic block: two 3 x 3 convolutions and a (projected) shortcut."""
+    """The ResNet basic block: two convolutions (3 x 3 unless ``kernels`` says otherwise) and
+    a (projected) shortcut.
 
-    def __init__(self, channels_in: int, channels_out: int, stride: int = 1) -> None:
+    ``dilation`` spaces the taps of the second convolution (and of the first, unless
+    ``first_dilation`` says otherwise), as in a block whose stride was replaced by dilation.
+    """
+
+    def __init__(
+        self,
+        channels_in: int,
+        channels_out: int,
+        stride: int = 1,
+        dilation: int = 1,
+        first_dilation: int | None = None,
+        kernels: tuple[int, int] = (3, 3),
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False)
+        first = dilation if first_dilation is None else first_dilation
+        k1, k2 = kernels
+        self.conv1 = nn.Conv2d(
+            channels_in, channels_out, k1, stride, first * (k1 // 2), first, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(channels_out)
-        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(
+            channels_out, channels_out, k2, 1, dilation * (k2 // 2), dilation, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(channels_out)
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
@@ -54,42 +76,73 @@ class ResNetEncoder(nn.Module):
     y (CoordConv, Liu et al. 2018), so its units can encode *where* as part of *what* ("a
     triangle on the left"): after global average pooling, position survives in which units
     fire, and every unit's gradient stays spatially constant, as Grad-CAM's alphas assume.
+
+    ``stride=4`` replaces the middle stage's stride by dilation (the "atrous" trick of
+    DeepLab and Yu & Koltun 2016): the same weights then compute the stride-8 map at every
+    other position of a map twice as fine, (N, C, H/4, W/4), with the same 71-pixel receptive
+    field, so a model trained at either stride runs and is explained at the other.
+
+    ``receptive_field`` (pixels) shrinks the last stage's convolutions to 1 x 1: the second
+    (55) or both (39). A unit that sees an object from far away may fire anywhere within that
+    distance of it; global average pooling does not care where, but the map does.
     """
 
     def __init__(
-        self, widths: tuple[int, int, int, int] = (32, 48, 96, 128), coordinates: bool = False
+        self,
+        widths: tuple[int, int, int, int] = (32, 48, 96, 128),
+        coordinates: bool = False,
+        stride: int = 8,
+        receptive_field: int = 71,
     ) -> None:
         super().__init__()
+        if stride not in (8, 4):
+            raise ValueError(f"encoder stride {stride} is not supported; valid: 8, 4")
+        if receptive_field not in LAST_STAGE_KERNELS:
+            valid = ", ".join(map(str, LAST_STAGE_KERNELS))
+            raise ValueError(f"receptive field {receptive_field} is not supported; valid: {valid}")
         stem, *stages = widths
         self.stem = nn.Sequential(
             nn.Conv2d(3, stem, 3, 2, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)
         )
         self.coordinates = coordinates
-        strides = (2, 2, 1)
-        blocks, channels = [], stem
-        for i, (width, stride) in enumerate(zip(stages, strides)):
-            extra = 2 if coordinates and i == len(stages) - 1 else 0
-            blocks.append(BasicBlock(channels + extra, width, stride))
-            channels = width
+        self.density = 8 // stride  # map positions per stride-8 cell, along each axis
+        d = self.density
+        blocks = [
+            BasicBlock(stem, stages[0], 2),
+            BasicBlock(stages[0], stages[1], 2 // d, dilation=d, first_dilation=1),
+            BasicBlock(
+                stages[1] + (2 if coordinates else 0), stages[2], 1, dilation=d,
+                kernels=LAST_STAGE_KERNELS[receptive_field],
+            ),
+        ]
         self.stages = nn.Sequential(*blocks)
-        self.channels = channels
+        self.channels = stages[2]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.stem(images)
         for block in self.stages[:-1]:
             x = block(x)
         if self.coordinates:
-            x = torch.cat([x, coordinate_channels(x)], dim=1)
+            x = torch.cat([x, coordinate_channels(x, self.density)], dim=1)
         return self.stages[-1](x)
 
 
-def coordinate_channels(features: torch.Tensor) -> torch.Tensor:
-    """(N, 2, h, w): x and y in [-1, 1] at every position of ``features``."""
+def coordinate_channels(features: torch.Tensor, density: int = 1) -> torch.Tensor:
+    """(N, 2, h, w): x and y at every position of ``features``, from -1 at the first to 1 at
+    the last stride-8 cell; a map ``density`` times finer steps between them (its last
+    positions lie a little past 1), so that dilated and strided encoders agree."""
     n, _, h, w = features.shape
-    ys = torch.linspace(-1, 1, h, device=features.device, dtype=features.dtype)
-    xs = torch.linspace(-1, 1, w, device=features.device, dtype=features.dtype)
+    ys = _cell_coordinates(h, density, features)
+    xs = _cell_coordinates(w, density, features)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack([grid_x, grid_y]).expand(n, -1, -1, -1)
+
+
+def _cell_coordinates(length: int, density: int, like: torch.Tensor) -> torch.Tensor:
+    cells = -(-length // density)  # stride-8 cells: ceil
+    step = 2 / max(cells - 1, 1)
+    positions = torch.arange(length, device=like.device, dtype=like.dtype)
+    return -1 + positions / density * step
 
 
 class WhatWherePool(nn.Module):

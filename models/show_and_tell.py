@@ -27,6 +27,8 @@ class ShowAndTellConfig:
     max_length: int = 32
     pool: str = "mean"
     coordinates: bool = True
+    stride: int = 8
+    receptive_field: int = 71
 
 
 class ShowAndTell(nn.Module):
@@ -37,7 +39,10 @@ class ShowAndTell(nn.Module):
         if config.pool not in POOLS:
             raise ValueError(f"unknown pool {config.pool!r}; valid: {', '.join(POOLS)}")
         self.config = config
-        self.encoder = ResNetEncoder(config.widths, coordinates=config.coordinates)
+        self.encoder = ResNetEncoder(
+            config.widths, coordinates=config.coordinates, stride=config.stride,
+            receptive_field=config.receptive_field,
+        )
         # Global average pooling keeps every unit's gradient spatially constant, which is what
         # Grad-CAM's alphas (spatial means of gradients) capture; "what-where" adds spatial
         # moments whose gradients vary in space and are averaged away by Grad-CAM (see

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -79,3 +80,68 @@ def test_resumed_captioner_training_equals_uninterrupted(tmp_path, monkeypatch) 
     assert resumed.keys() == expected.keys()
     for key, value in expected.items():
         torch.testing.assert_close(resumed[key], value, rtol=0, atol=1e-6, msg=key)
+
+
+def test_init_starts_a_new_run_from_a_captioner_at_another_stride(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(captioner_training, "VOCABULARY_CAPTIONS", 200)
+    first = CaptionerTraining(out=tmp_path / "first.pt", steps=2, batch=2, eval_images=2)
+    train_captioner(first)
+    trained = torch.load(first.out, weights_only=True)
+    calls = []
+    original_load = captioner_training.ShowAndTell.load_state_dict
+
+    def record(self, state, *args, **kwargs):
+        calls.append({k: v.clone() for k, v in state.items()})
+        return original_load(self, state, *args, **kwargs)
+
+    monkeypatch.setattr(captioner_training.ShowAndTell, "load_state_dict", record)
+    second = CaptionerTraining(out=tmp_path / "second.pt", steps=1, batch=2, eval_images=2,
+                               init=first.out, stride=4)
+    train_captioner(second)
+    assert calls and all(torch.equal(calls[0][k], v) for k, v in trained["state_dict"].items())
+    fine = torch.load(second.out, weights_only=True)
+    assert fine["step"] == 1 and fine["config"]["stride"] == 4
+    assert fine["vocabulary"] == trained["vocabulary"]
+    lineage = json.loads(second.out.with_suffix(".json").read_text())["init"]
+    assert lineage["checkpoint"] == str(first.out) and lineage["metadata"]["steps"] == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"resume": True, "init": "first.pt"}, "give one of them"),
+        ({"resume": True, "stride": 4}, "trained at stride 8"),
+        ({"init": "missing.pt"}, "missing.pt: no such file"),
+        ({"init": "first.pt"}, "also --out"),
+    ],
+)
+def test_captioner_training_start_errors(tmp_path, monkeypatch, changes, message) -> None:
+    from vlx.errors import InputError
+
+    monkeypatch.setattr(captioner_training, "VOCABULARY_CAPTIONS", 200)
+    train_captioner(CaptionerTraining(out=tmp_path / "first.pt", steps=1, batch=2, eval_images=1))
+    if "init" in changes:
+        changes["init"] = tmp_path / changes["init"]
+    options = CaptionerTraining(out=tmp_path / "first.pt", steps=2, batch=2, eval_images=1, **changes)
+    with pytest.raises(InputError, match=message):
+        train_captioner(options)
+
+
+def test_init_with_no_steps_converts_a_captioner_to_stride_4(tmp_path, monkeypatch, capsys) -> None:
+    from vlx.cli import main
+
+    monkeypatch.setattr(captioner_training, "VOCABULARY_CAPTIONS", 200)
+    first = tmp_path / "first.pt"
+    train_captioner(CaptionerTraining(out=first, steps=1, batch=2, eval_images=1))
+    converted = tmp_path / "converted.pt"
+    args = ["train", "captioner", "--init", str(first), "--stride", "4", "--steps", "0",
+            "--eval-images", "2", "--out", str(converted)]
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert "loss" not in printed["metrics"] and printed["metrics"]["eval_images"] == 2
+    before = torch.load(first, weights_only=True)
+    after = torch.load(converted, weights_only=True)
+    assert after["config"] == {**before["config"], "stride": 4} and after["step"] == 0
+    for key, value in before["state_dict"].items():
+        assert torch.equal(after["state_dict"][key], value), key
+    assert main(["train", "captioner", "--steps", "0", "--out", str(tmp_path / "x.pt")]) == 2

@@ -329,6 +329,21 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "--no-coordinates", dest="coordinates", action="store_false",
         help="do not give the last encoder stage x/y coordinate channels",
     )
+    captioner.add_argument(
+        "--stride", type=int, choices=(8, 4),
+        help="the encoder map's stride: 8 (16 x 16 cells at 128 px; default for a new model) "
+        "or 4 (32 x 32, the same weights dilated)",
+    )
+    captioner.add_argument(
+        "--receptive-field", type=int, choices=(71, 55, 39), default=71,
+        help="pixels a unit of the encoder's map sees (71, default; 55 or 39: 1 x 1 "
+        "convolutions in the last stage)",
+    )
+    captioner.add_argument(
+        "--init", metavar="CHECKPOINT",
+        help="start a new run (step 0, its own schedule) from this captioner's weights and "
+        "vocabulary; --stride may change its encoder's stride (with --steps 0: no training)",
+    )
     vqa = _training_parser(
         trainees, "vqa", "a VQA model (LSTM-CNN or hierarchical co-attention)",
         data="shapes (default) or vqa2:QUESTIONS_JSON,ANNOTATIONS_JSON,IMAGE_DIR", steps=5000,

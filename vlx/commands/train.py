@@ -13,6 +13,8 @@ from vlx.errors import InputError
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     for name in ("steps", "batch", "checkpoint_every", "eval_images"):
+        if name == "steps" and getattr(args, "init", None) and args.steps == 0:
+            continue  # --init X --steps 0: X's weights as they are, e.g. at another --stride
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.trainee == "captioner":
@@ -22,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
             out=Path(args.out), data=args.data, steps=args.steps, batch=args.batch, lr=args.lr,
             seed=args.seed, checkpoint_every=args.checkpoint_every,
             eval_images=args.eval_images, resume=args.resume, device=str(device), pool=args.pool,
-            coordinates=args.coordinates,
+            coordinates=args.coordinates, stride=args.stride,
+            init=Path(args.init) if args.init else None, receptive_field=args.receptive_field,
         )
         metrics = train_captioner(options)
     elif args.trainee == "classifier":

@@ -114,7 +114,7 @@ class CaptionerTraining(TrainingOptions):
     coordinates: bool = True
     stride: int | None = None  # None: 8 for a new model, the checkpoint's otherwise
     init: Path | None = None
-    receptive_field: int = 71
+    receptive_field: int | None = None  # None: 71 for a new model; a checkpoint keeps its own
 
 
 def caption_source(data: str, seed: int) -> CaptionSource:
@@ -145,6 +145,8 @@ def train_captioner(options: CaptionerTraining) -> dict:
     start, optimizer_state, saved = 0, None, {}
     if options.resume and options.init is not None:
         raise InputError("--resume continues --out; --init starts a new run: give one of them")
+    if options.receptive_field is not None and (options.resume or options.init is not None):
+        raise InputError("--receptive-field shapes a new model; a trained one keeps its own")
     if options.resume and Path(options.out).is_file():
         saved = load_checkpoint(options.out)
         if options.stride not in (None, saved["config"].get("stride", 8)):
@@ -164,7 +166,7 @@ def train_captioner(options: CaptionerTraining) -> dict:
         vocabulary = Vocabulary.build(source.captions(), min_count=options.min_count)
         config = ShowAndTellConfig(
             vocab_size=len(vocabulary), pool=options.pool, coordinates=options.coordinates,
-            stride=options.stride or 8, receptive_field=options.receptive_field,
+            stride=options.stride or 8, receptive_field=options.receptive_field or 71,
         )
         model = ShowAndTell(config)
     # channels_last: the encoder's convolutions run about 1.5x faster on CPU.
@@ -260,6 +262,7 @@ def _save(options, model, vocabulary, step, source, metrics, optimizer, auxiliar
         "batch": options.batch,
         "images_seen": step * options.batch,
         "options": {k: str(v) for k, v in asdict(options).items()},
+        "config": payload["config"],
         "metrics": metrics,
         "command": command_line(),
     }

@@ -73,20 +73,20 @@ def test_teacher_forcing_batches_are_shifted_by_one():
     assert targets.tolist() == [[a, red, circle, 2], [a, circle, 2, 0]]
 
 
-# The shipped checkpoint (24000 steps) names 92.7% of held-out objects (goal 90%) and points
-# 79.2% / 67.9% for colour / shape words on 300 test scenes (docs/REPORT.md; goals 80%, not
-# reached). These bounds guard what it reaches on the small splits that keep CI fast (measured:
-# 94.3% named on 60 scenes; 82.8% / 73.4% pointing on 25).
+# The shipped checkpoint names 90.9% of the 300 held-out validation objects (goal 90%: checked
+# on the same 300 scenes, 1-2 s) and points 81.7% / 86.5% for colour / shape words on 300 test
+# scenes (docs/REPORT.md; goals 80%). The pointing bounds guard the 60 test scenes that keep CI
+# fast (measured 81.2% / 86.6%).
 def test_shipped_captioner_names_objects(captioner, world):
-    metrics = object_naming(captioner.model, captioner.vocabulary, world, 60)
+    metrics = object_naming(captioner.model, captioner.vocabulary, world, 300)
     assert metrics["object_naming"] >= 0.9, metrics
 
 
 def test_shipped_captioner_points_at_the_words_referents(captioner, world):
-    result = caption_pointing(captioner, world, SPLITS["test"][0], 25, progress=False)
+    result = caption_pointing(captioner, world, SPLITS["test"][0], 60, progress=False)
     lenient = result["lenient"]
-    assert lenient["colour"]["accuracy"] >= 0.7, lenient
-    assert lenient["shape"]["accuracy"] >= 0.6, lenient
+    assert lenient["colour"]["accuracy"] >= 0.78, lenient
+    assert lenient["shape"]["accuracy"] >= 0.8, lenient
     # far above what the centre or a random point would score
     assert lenient["colour"]["accuracy"] > 3 * lenient["colour"]["random"]
 
@@ -96,7 +96,7 @@ def test_all_words_batched_equal_one_word_at_a_time(captioner, world):
     inputs = captioner.prepare([Image.fromarray(scene.image)])
     words = scene.caption().split()
     batched = captioner.explain(inputs, words, whole_caption=True)
-    assert batched.maps.shape == (1, len(words) + 1, 16, 16)
+    assert batched.maps.shape == (1, len(words) + 1, 32, 32)  # stride 4 at 128 px
     tokens = captioner.teacher_forcing(words, 1)
     ids = captioner.vocabulary.encode(words)
     for t in range(len(words)):

@@ -101,6 +101,7 @@ def test_init_starts_a_new_run_from_a_captioner_at_another_stride(tmp_path, monk
     assert calls and all(torch.equal(calls[0][k], v) for k, v in trained["state_dict"].items())
     fine = torch.load(second.out, weights_only=True)
     assert fine["step"] == 1 and fine["config"]["stride"] == 4
+    assert json.loads(second.out.with_suffix(".json").read_text())["config"]["stride"] == 4
     assert fine["vocabulary"] == trained["vocabulary"]
     lineage = json.loads(second.out.with_suffix(".json").read_text())["init"]
     assert lineage["checkpoint"] == str(first.out) and lineage["metadata"]["steps"] == 2
@@ -113,6 +114,7 @@ def test_init_starts_a_new_run_from_a_captioner_at_another_stride(tmp_path, monk
         ({"resume": True, "stride": 4}, "trained at stride 8"),
         ({"init": "missing.pt"}, "missing.pt: no such file"),
         ({"init": "first.pt"}, "also --out"),
+        ({"resume": True, "receptive_field": 39}, "a trained one keeps its own"),
     ],
 )
 def test_captioner_training_start_errors(tmp_path, monkeypatch, changes, message) -> None:

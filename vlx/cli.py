@@ -335,8 +335,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         "or 4 (32 x 32, the same weights dilated)",
     )
     captioner.add_argument(
-        "--receptive-field", type=int, choices=(71, 55, 39), default=71,
-        help="pixels a unit of the encoder's map sees (71, default; 55 or 39: 1 x 1 "
+        "--receptive-field", type=int, choices=(71, 55, 39),
+        help="pixels a unit of a new model's encoder map sees (71, default; 55 or 39: 1 x 1 "
         "convolutions in the last stage)",
     )
     captioner.add_argument(

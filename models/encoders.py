@@ -79,8 +79,8 @@ class ResNetEncoder(nn.Module):
 
     ``stride=4`` replaces the middle stage's stride by dilation (the "atrous" trick of
     DeepLab and Yu & Koltun 2016): the same weights then compute the stride-8 map at every
-    other position of a map twice as fine, (N, C, H/4, W/4), with the same 71-pixel receptive
-    field, so a model trained at either stride runs and is explained at the other.
+    other position of a map twice as fine, (N, C, H/4, W/4), with the same receptive field,
+    so a model trained at either stride runs and is explained at the other.
 
     ``receptive_field`` (pixels) shrinks the last stage's convolutions to 1 x 1: the second
     (55) or both (39). A unit that sees an object from far away may fire anywhere within that

@@ -149,10 +149,11 @@ def train_captioner(options: CaptionerTraining) -> dict:
         raise InputError("--receptive-field shapes a new model; a trained one keeps its own")
     if options.resume and Path(options.out).is_file():
         saved = load_checkpoint(options.out)
-        if options.stride not in (None, saved["config"].get("stride", 8)):
+        trained_stride = saved["config"].get("stride", 8)  # checkpoints before strides: 8
+        if options.stride not in (None, trained_stride):
             raise InputError(
                 f"--stride {options.stride}: {options.out} was trained at stride "
-                f"{saved['config'].get('stride', 8)}; change it with --init, not --resume"
+                f"{trained_stride}; change it with --init, not --resume"
             )
         model, vocabulary = ShowAndTell.from_checkpoint(saved)
         start = int(saved.get("step", 0))

@@ -17,23 +17,24 @@ import torch
 from PIL import Image, ImageDraw
 
 from vlx.cam import GradCAM
+from vlx.checkpoints import read_metadata
 from vlx.commands.explain import resolve_device
 from vlx.data.shapes import Scene
 from vlx.dissect.cache import cache_root
 from vlx.errors import InputError
 from vlx.explanation import normalize
+from vlx.files import write_text_atomic
+from vlx.models.classifier_training import ClassifierRecipe, ClassifierTraining
 from vlx.models.shapes_classifier import (
     LAYER,
     WIDTHS,
-    ClassifierTraining,
     ShapesClassification,
     ShapesClassifier,
     load_shapes_classifier,
     scene_images,
-    train_shapes_classifier,
 )
 from vlx.render import overlay
-from vlx.training import read_metadata, write_text_atomic
+from vlx.training import train
 
 FAST_WIDTHS = (8, 8, 16, 16)
 _BATCH = 100
@@ -99,10 +100,10 @@ def trained(recipe: Recipe, work: Path | None, device: str) -> Trained:
         model, _ = load_shapes_classifier(path, device)
     else:
         options = ClassifierTraining(
-            out=path, data=recipe.data, widths=recipe.widths, steps=recipe.steps,
+            out=path, classification=recipe.data, widths=recipe.widths, steps=recipe.steps,
             batch=recipe.batch, seed=recipe.seed, device=device,
         )
-        model, _ = train_shapes_classifier(options)
+        model = train(ClassifierRecipe, options).model
     return Trained(model, recipe, read_metadata(path)["metrics"]["val_accuracy"])
 
 

@@ -24,9 +24,10 @@ from _shapes_classifiers import markdown_table, percent, write_results
 
 from vlx.commands.explain import resolve_device
 from vlx.data.shapes import SPLITS, ShapesWorld
+from vlx.files import write_text_atomic
 from vlx.models.captioner_training import object_naming
 from vlx.tasks.captioning import WORD_SCORES, Captioner, caption_pointing
-from vlx.training import progress, write_text_atomic
+from vlx.training import progress
 
 LAYERS = ("encoder.stages.0", "encoder.stages.1", "encoder.stages.2")
 CATEGORIES = ("colour", "shape", "texture")

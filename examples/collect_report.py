@@ -14,7 +14,7 @@ import argparse
 import re
 from pathlib import Path
 
-from vlx.training import write_text_atomic
+from vlx.files import write_text_atomic
 
 HEADING = "## Experiments, as the scripts wrote them"
 EXPERIMENTS = (  # (results name, the script that writes it), in the paper's order

@@ -37,6 +37,7 @@ from vlx.data.shapes import SPLITS, Scene, ShapesWorld
 from vlx.dissect import Dissection, UnitName, cached_dissection, load_probe, unit_activations
 from vlx.dissect.figure import units_figure
 from vlx.explanation import Explanation
+from vlx.files import write_text_atomic
 from vlx.models.encoders import arrays_to_tensor
 from vlx.models.vqa_lstm_cnn import ENCODER_LAYER, encode_questions
 from vlx.render import explanation_picture, save_png, textual_figure
@@ -44,7 +45,6 @@ from vlx.tasks.captioning import Captioner
 from vlx.tasks.classification import ImageClassifier
 from vlx.tasks.vqa import VisualQA
 from vlx.textual import TOP_UNITS, TextualExplanation, textual_explanation
-from vlx.training import write_text_atomic
 
 CATEGORIES = ("colour", "shape", "texture")
 TARGET_CATEGORIES = ("colour", "shape")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -20,20 +20,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vlx.checkpoints import load_checkpoint, read_metadata
 from vlx.data.shapes import COLOURS, SHAPES, SPLITS, TEXTURES, ShapesWorld
 from vlx.errors import InputError
 from vlx.models.encoders import SHAPES_PREPROCESS, arrays_to_tensor
+from vlx.models.registry import require_kind
 from vlx.models.show_and_tell import ShowAndTell, ShowAndTellConfig
 from vlx.text import Vocabulary
-from vlx.training import (
-    TrainingOptions,
-    command_line,
-    load_checkpoint,
-    optimise,
-    read_metadata,
-    resumed_adam,
-    save_checkpoint,
-)
+from vlx.training import Recipe, TrainingOptions
 
 VOCABULARY_CAPTIONS = 5000
 CONCEPTS = tuple(f"{c} {s}" for c in COLOURS for s in SHAPES) + TEXTURES
@@ -137,76 +131,102 @@ def encode_batch(vocabulary: Vocabulary, captions: list[str], max_length: int) -
     return inputs, targets
 
 
-def train_captioner(options: CaptionerTraining) -> dict:
-    """Train (or resume) and write the checkpoint and its metadata; returns the metrics."""
-    torch.manual_seed(options.seed)
-    device = torch.device(options.device)
-    source = caption_source(options.data, options.seed)
-    start, optimizer_state, saved = 0, None, {}
-    if options.resume and options.init is not None:
-        raise InputError("--resume continues --out; --init starts a new run: give one of them")
-    if options.receptive_field is not None and (options.resume or options.init is not None):
-        raise InputError("--receptive-field shapes a new model; a trained one keeps its own")
-    if options.resume and Path(options.out).is_file():
-        saved = load_checkpoint(options.out)
-        trained_stride = saved["config"].get("stride", 8)  # checkpoints before strides: 8
-        if options.stride not in (None, trained_stride):
-            raise InputError(
-                f"--stride {options.stride}: {options.out} was trained at stride "
-                f"{trained_stride}; change it with --init, not --resume"
-            )
-        model, vocabulary = ShowAndTell.from_checkpoint(saved)
-        start = int(saved.get("step", 0))
-        optimizer_state = saved.get("optimizer")
-    elif options.init is not None:
-        initial = _captioner_checkpoint(options.init, options.out)
-        if options.stride is not None:
-            initial["config"] = {**initial["config"], "stride": options.stride}
-        model, vocabulary = ShowAndTell.from_checkpoint(initial)
-    else:
-        vocabulary = Vocabulary.build(source.captions(), min_count=options.min_count)
-        config = ShowAndTellConfig(
-            vocab_size=len(vocabulary), pool=options.pool, coordinates=options.coordinates,
-            stride=options.stride or 8, receptive_field=options.receptive_field or 71,
-        )
-        model = ShowAndTell(config)
-    # channels_last: the encoder's convolutions run about 1.5x faster on CPU.
-    model.to(device, memory_format=torch.channels_last).train()
-    auxiliary = torch.nn.Linear(model.features, len(CONCEPTS)).to(device)
-    if "auxiliary" in saved:
-        auxiliary.load_state_dict(saved["auxiliary"])
-    optimizer = resumed_adam(
-        [*model.parameters(), *auxiliary.parameters()], options.lr, optimizer_state, start
-    )
+class CaptionerRecipe(Recipe):
+    """Show-and-Tell: a new model, a resumed run, or a new run from a trained captioner
+    (``init``), with the training-only concept head beside it."""
 
-    def step_loss(step: int) -> torch.Tensor:
-        batch = source.batch(step, options.batch)
-        inputs, targets = encode_batch(vocabulary, batch.captions, model.config.max_length)
-        images = batch.images.to(device, memory_format=torch.channels_last)
-        features = model.image_features(images)
-        logits = model.decode(model.project(features), inputs.to(device))
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), ignore_index=0)
+    name = "show_and_tell"
+
+    def __init__(self, options: CaptionerTraining, saved: dict | None) -> None:
+        super().__init__(options, saved)
+        if options.resume and options.init is not None:
+            raise InputError("--resume continues --out; --init starts a new run: give one of them")
+        if options.receptive_field is not None and (saved or options.init is not None):
+            raise InputError("--receptive-field shapes a new model; a trained one keeps its own")
+        self.device = torch.device(options.device)
+        self.source = caption_source(options.data, options.seed)
+        saved = saved or {}
+        if saved:
+            trained_stride = saved["config"].get("stride", 8)  # checkpoints before strides: 8
+            if options.stride not in (None, trained_stride):
+                raise InputError(
+                    f"--stride {options.stride}: {options.out} was trained at stride "
+                    f"{trained_stride}; change it with --init, not --resume"
+                )
+            model, self.vocabulary = ShowAndTell.from_checkpoint(saved)
+        elif options.init is not None:
+            initial = _captioner_checkpoint(options.init, options.out)
+            if options.stride is not None:
+                initial["config"] = {**initial["config"], "stride": options.stride}
+            model, self.vocabulary = ShowAndTell.from_checkpoint(initial)
+        else:
+            self.vocabulary = Vocabulary.build(self.source.captions(), min_count=options.min_count)
+            config = ShowAndTellConfig(
+                vocab_size=len(self.vocabulary), pool=options.pool,
+                coordinates=options.coordinates, stride=options.stride or 8,
+                receptive_field=options.receptive_field or 71,
+            )
+            model = ShowAndTell(config)
+        # channels_last: the encoder's convolutions run about 1.5x faster on CPU.
+        self.model = model.to(self.device, memory_format=torch.channels_last).train()
+        self.auxiliary = torch.nn.Linear(model.features, len(CONCEPTS)).to(self.device)
+        if "auxiliary" in saved:
+            self.auxiliary.load_state_dict(saved["auxiliary"])
+
+    @classmethod
+    def check_resumed(cls, saved: dict, path: Path) -> dict:
+        return require_kind(saved, path, "captioner")
+
+    @property
+    def description(self) -> str:
+        return f"train captioner ({self.source.name})"
+
+    @property
+    def data(self) -> str:
+        return self.source.name
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [*self.model.parameters(), *self.auxiliary.parameters()]
+
+    def clipped(self) -> list[torch.nn.Parameter]:
+        return list(self.model.parameters())
+
+    def step_loss(self, step: int) -> torch.Tensor:
+        batch = self.source.batch(step, self.options.batch)
+        inputs, targets = encode_batch(self.vocabulary, batch.captions, self.model.config.max_length)
+        images = batch.images.to(self.device, memory_format=torch.channels_last)
+        features = self.model.image_features(images)
+        logits = self.model.decode(self.model.project(features), inputs.to(self.device))
+        loss = F.cross_entropy(
+            logits.flatten(0, 1), targets.to(self.device).flatten(), ignore_index=0
+        )
         if batch.concepts is None:
             return loss
-        concepts = auxiliary(features)
+        concepts = self.auxiliary(features)
         return loss + AUXILIARY_WEIGHT * F.binary_cross_entropy_with_logits(
-            concepts, batch.concepts.to(device)
+            concepts, batch.concepts.to(self.device)
         )
 
-    def checkpoint(done: int, loss: float) -> None:
-        _save(options, model, vocabulary, done, source, {"loss": loss}, optimizer, auxiliary)
+    def evaluate(self) -> dict:
+        if self.source.name != "shapes":
+            return {}
+        world = ShapesWorld(seed=self.options.seed)
+        return object_naming(self.model, self.vocabulary, world, self.options.eval_images)
 
-    loss = optimise(
-        optimizer, options.steps, options.lr, step_loss, f"train captioner ({source.name})",
-        start=start, clipped=list(model.parameters()), checkpoint=checkpoint,
-        checkpoint_every=options.checkpoint_every,
-    )
-    model.eval()
-    metrics = {"loss": loss} if options.steps > start else {}
-    if source.name == "shapes":
-        metrics.update(object_naming(model, vocabulary, ShapesWorld(seed=options.seed), options.eval_images))
-    _save(options, model, vocabulary, options.steps, source, metrics, optimizer, auxiliary)
-    return metrics
+    def payload(self) -> dict:
+        return self.model.checkpoint(self.vocabulary)
+
+    def training_state(self) -> dict:
+        return {"auxiliary": self.auxiliary.state_dict()}
+
+    def metadata(self) -> dict:
+        metadata = {"data_size": self.source.size, "config": self.payload()["config"]}
+        if self.options.init is not None:  # the run this one started from, with its lineage
+            metadata["init"] = {
+                "checkpoint": str(self.options.init),
+                "metadata": read_metadata(self.options.init),
+            }
+        return metadata
 
 
 def object_naming(model: ShowAndTell, vocabulary: Vocabulary, world: ShapesWorld, count: int) -> dict:
@@ -242,31 +262,4 @@ def _captioner_checkpoint(path: Path, out: Path) -> dict:
         raise InputError(f"--init {path}: no such file")
     if path.resolve() == Path(out).resolve():
         raise InputError(f"--init {path} is also --out: write the new run to another file")
-    checkpoint = load_checkpoint(path)
-    if not {"config", "vocabulary", "state_dict"} <= checkpoint.keys() or "vocab_size" not in checkpoint["config"]:
-        raise InputError(f"--init {path}: not a captioner checkpoint (from `vlx train captioner`)")
-    return checkpoint
-
-
-def _save(options, model, vocabulary, step, source, metrics, optimizer, auxiliary) -> None:
-    payload = model.checkpoint(vocabulary)
-    payload["step"] = step
-    if step < options.steps:
-        payload["optimizer"] = optimizer.state_dict()
-        payload["auxiliary"] = auxiliary.state_dict()
-    metadata = {
-        "model": "show_and_tell",
-        "data": source.name,
-        "data_size": source.size,
-        "seed": options.seed,
-        "steps": step,
-        "batch": options.batch,
-        "images_seen": step * options.batch,
-        "options": {k: str(v) for k, v in asdict(options).items()},
-        "config": payload["config"],
-        "metrics": metrics,
-        "command": command_line(),
-    }
-    if options.init is not None:  # the run this one started from, with its own lineage
-        metadata["init"] = {"checkpoint": str(options.init), "metadata": read_metadata(options.init)}
-    save_checkpoint(options.out, payload, metadata)
+    return require_kind(load_checkpoint(path, what="--init checkpoint"), path, "captioner")

@@ -8,19 +8,18 @@ against (localization, pointing, share of map energy on the object).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vlx.data.shapes import BACKGROUNDS, SHAPES, SPLITS, Scene, ShapesWorld
 from vlx.models.encoders import ResNetEncoder, arrays_to_tensor
-from vlx.training import command_line, load_checkpoint, optimise, save_checkpoint
+from vlx.models.registry import load_trained
 
 LAYER = "encoder"
 """The layer to explain: the encoder's output, the activations A the pooling averages."""
@@ -171,67 +170,16 @@ class ShapesClassifier(nn.Module):
         return model.eval()
 
 
-@dataclass
-class ClassifierTraining:
-    """How a ShapesWorld classifier is trained; all of it goes into the checkpoint's metadata."""
-
-    out: Path
-    data: ShapesClassification = field(default_factory=ShapesClassification)
-    widths: tuple[int, ...] = WIDTHS
-    steps: int = 1000
-    batch: int = 32
-    lr: float = 3e-3
-    seed: int = 0
-    eval_images: int = 500
-    device: str = "cpu"
-
-
-def train_shapes_classifier(options: ClassifierTraining) -> tuple[ShapesClassifier, dict]:
-    """Train, evaluate on validation scenes, and write the checkpoint with its metadata."""
-    torch.manual_seed(options.seed)
-    device = torch.device(options.device)
-    model = ShapesClassifier(options.data.classes, options.widths).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=1e-4)
-
-    def step_loss(step: int) -> torch.Tensor:
-        images, labels = options.data.batch(step, options.batch)
-        return F.cross_entropy(model(images.to(device)), labels.to(device))
-
-    loss = optimise(
-        optimizer, options.steps, options.lr, step_loss,
-        f"train classifier ({Path(options.out).stem})", warmup=min(100, options.steps // 10),
-    )
-    model.eval()
-    val = options.data.scenes("val", options.eval_images)
-    metrics = {
-        "loss": loss,
-        "val_accuracy": accuracy(model, options.data, val),
-        "eval_images": len(val),
-    }
-    payload = {**model.checkpoint(), "data": options.data.state()}
-    metadata = {
-        "model": "shapes_classifier",
-        "data": options.data.state(),
-        "widths": list(options.widths),
-        "seed": options.seed,
-        "steps": options.steps,
-        "batch": options.batch,
-        "lr": options.lr,
-        "images_seen": options.steps * options.batch,
-        "metrics": metrics,
-        "command": command_line(),
-    }
-    save_checkpoint(options.out, payload, metadata)
-    return model, metrics
-
-
 def load_shapes_classifier(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[ShapesClassifier, ShapesClassification]:
     """A trained classifier (eval mode, on ``device``) and the data it was trained on."""
-    checkpoint = load_checkpoint(path)
-    model = ShapesClassifier.from_checkpoint(checkpoint).to(device)
-    return model, ShapesClassification.from_state(checkpoint["data"])
+
+    def build(checkpoint: dict) -> tuple[ShapesClassifier, ShapesClassification]:
+        model = ShapesClassifier.from_checkpoint(checkpoint).to(device)
+        return model, ShapesClassification.from_state(checkpoint["data"])
+
+    return load_trained(path, "classifier", build)
 
 
 @torch.no_grad()

@@ -109,8 +109,16 @@ class VQAModel(nn.Module):
         )
 
 
+IMAGE_POOLS = ("mean", "max")
+
+
 @dataclass(frozen=True)
 class LSTMCNNConfig:
+    """``pool`` makes the global image feature: the spatial mean (the paper's, a VGG fc7 in
+    spirit) or the spatial maximum, which says "somewhere in the image" whatever an object's
+    size; ``coordinates`` gives the encoder's last stage x/y channels, so a unit can fire for
+    "a red circle on the left" and a pooled feature still knows where things are."""
+
     vocab_size: int
     answers: int
     embed: int = 64
@@ -119,6 +127,8 @@ class LSTMCNNConfig:
     mlp: int = 256
     dropout: float = 0.3
     widths: tuple[int, int, int, int] = (16, 32, 48, 64)
+    pool: str = "mean"
+    coordinates: bool = False
 
 
 class VQALSTMCNN(VQAModel):
@@ -129,7 +139,9 @@ class VQALSTMCNN(VQAModel):
 
     def __init__(self, config: LSTMCNNConfig) -> None:
         super().__init__(config)
-        self.encoder = ResNetEncoder(config.widths)
+        if config.pool not in IMAGE_POOLS:
+            raise ValueError(f"unknown pool {config.pool!r}; valid: {', '.join(IMAGE_POOLS)}")
+        self.encoder = ResNetEncoder(config.widths, coordinates=config.coordinates)
         self.image = nn.Linear(self.encoder.channels, config.common)
         self.embed = nn.Embedding(config.vocab_size, config.embed, padding_idx=0)
         self.lstm = nn.LSTM(config.embed, config.hidden, num_layers=2, batch_first=True)
@@ -143,8 +155,9 @@ class VQALSTMCNN(VQAModel):
         )
 
     def image_code(self, feature_map: torch.Tensor) -> torch.Tensor:
-        """The L2-normalised global average: scale-free, as in the paper."""
-        return F.normalize(feature_map.mean(dim=(2, 3)), dim=1)
+        """The L2-normalised global pool (mean or max): scale-free, as in the paper."""
+        pooled = feature_map.mean(dim=(2, 3)) if self.config.pool == "mean" else feature_map.amax(dim=(2, 3))
+        return F.normalize(pooled, dim=1)
 
     def question_code(self, questions: torch.Tensor) -> torch.Tensor:
         """Final (h, c) of both LSTM layers, taken at each question's own length."""

@@ -6,10 +6,8 @@ run computes exactly what an uninterrupted one would have.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from dataclasses import asdict, dataclass
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -29,16 +27,10 @@ from vlx.data.shapes import (
 from vlx.errors import InputError
 from vlx.models.coattention import CoAttention
 from vlx.models.encoders import SHAPES_PREPROCESS, arrays_to_tensor
+from vlx.models.registry import require_kind
 from vlx.models.vqa_lstm_cnn import VQALSTMCNN, VQAModel, encode_questions
 from vlx.text import Vocabulary
-from vlx.training import (
-    TrainingOptions,
-    command_line,
-    load_checkpoint,
-    optimise,
-    resumed_adam,
-    save_checkpoint,
-)
+from vlx.training import Recipe, TrainingOptions
 
 VQA_MODELS: dict[str, type[VQAModel]] = {cls.name: cls for cls in (VQALSTMCNN, CoAttention)}
 VOCABULARY_SCENES = 5000
@@ -177,74 +169,95 @@ def load_vqa(checkpoint: dict) -> tuple[VQAModel, Vocabulary, list[str]]:
     return VQA_MODELS[architecture].from_checkpoint(checkpoint)
 
 
-def train_vqa(options: VQATraining) -> dict:
-    """Train (or resume) and write the checkpoint and its metadata; returns the metrics."""
-    if options.model not in VQA_MODELS:
-        raise InputError(f"unknown VQA model {options.model!r}; valid: {', '.join(VQA_MODELS)}")
-    began = time.monotonic()
-    torch.manual_seed(options.seed)
-    device = torch.device(options.device)
-    source = question_source(options.data, options.seed)
-    start, optimizer_state, seconds, saved = 0, None, 0.0, {}
-    if options.resume and Path(options.out).is_file():
-        saved = load_checkpoint(options.out)
-        if saved.get("architecture") != options.model:
-            raise InputError(
-                f"{str(options.out)!r} holds a {saved.get('architecture')!r} model; "
-                f"cannot resume it as {options.model!r}"
-            )
-        model, vocabulary, answers = load_vqa(saved)
-        start, seconds = int(saved.get("step", 0)), float(saved.get("seconds", 0.0))
-        optimizer_state = saved.get("optimizer")
-    else:
-        vocabulary, answers = Vocabulary.build(source.questions()), source.answers
-        cls = VQA_MODELS[options.model]
-        model = cls(cls.config_class(vocab_size=len(vocabulary), answers=len(answers)))
-    # channels_last: the encoder's convolutions run about 1.5x faster on CPU.
-    model.to(device, memory_format=torch.channels_last).train()
-    # Training-only: which colours, shapes and colour-shape pairs the image holds, from the
-    # encoder map's spatial maximum. Answers alone teach the encoder shapes too slowly (chance
-    # on shape questions after 2500 steps). The maximum says "somewhere" whatever the object's
-    # size; the mean confounds presence with area (alone on this task, 400 steps: 96% against
-    # 72% per-label accuracy).
-    presence = len(COLOURS) * len(SHAPES) + len(COLOURS) + len(SHAPES)
-    auxiliary = torch.nn.Linear(model.encoder.channels, presence).to(device)
-    if "auxiliary" in saved:
-        auxiliary.load_state_dict(saved["auxiliary"])
-    answer_index = {a: i for i, a in enumerate(answers)}
-    parameters = [*model.parameters(), *auxiliary.parameters()]
-    optimizer = resumed_adam(parameters, options.lr, optimizer_state, start)
-    save = partial(_save, options, model, auxiliary, vocabulary, answers, source, optimizer)
+class VQARecipe(Recipe):
+    """Either VQA architecture, with the training-only presence head on its encoder map."""
 
-    def step_loss(step: int) -> torch.Tensor:
-        batch = source.batch(step, options.batch)
-        images = batch.images.to(device, memory_format=torch.channels_last)
-        questions = encode_questions(vocabulary, batch.questions).to(device)
-        targets = torch.tensor([answer_index[a] for a in batch.answers], device=device)
-        torch.manual_seed(_step_seed(options.seed, step))  # dropout masks
-        feature_map = model.encoder(images)
-        logits = model.answer(model.image_code(feature_map), questions, batch.rows.to(device))
+    def __init__(self, options: VQATraining, saved: dict | None) -> None:
+        super().__init__(options, saved)
+        if options.model not in VQA_MODELS:
+            raise InputError(f"unknown VQA model {options.model!r}; valid: {', '.join(VQA_MODELS)}")
+        self.device = torch.device(options.device)
+        self.source = question_source(options.data, options.seed)
+        saved = saved or {}
+        if saved:
+            if saved.get("architecture") != options.model:
+                raise InputError(
+                    f"{str(options.out)!r} holds a {saved.get('architecture')!r} model; "
+                    f"cannot resume it as {options.model!r}"
+                )
+            model, self.vocabulary, self.answers = load_vqa(saved)
+        else:
+            self.vocabulary, self.answers = Vocabulary.build(self.source.questions()), self.source.answers
+            cls = VQA_MODELS[options.model]
+            model = cls(cls.config_class(vocab_size=len(self.vocabulary), answers=len(self.answers)))
+        # channels_last: the encoder's convolutions run about 1.5x faster on CPU.
+        self.model = model.to(self.device, memory_format=torch.channels_last).train()
+        # Training-only: which colours, shapes and colour-shape pairs the image holds, from the
+        # encoder map's spatial maximum. Answers alone teach the encoder shapes too slowly
+        # (chance on shape questions after 2500 steps). The maximum says "somewhere" whatever
+        # the object's size; the mean confounds presence with area (alone on this task, 400
+        # steps: 96% against 72% per-label accuracy).
+        presence = len(COLOURS) * len(SHAPES) + len(COLOURS) + len(SHAPES)
+        self.auxiliary = torch.nn.Linear(model.encoder.channels, presence).to(self.device)
+        if "auxiliary" in saved:
+            self.auxiliary.load_state_dict(saved["auxiliary"])
+        self.answer_index = {a: i for i, a in enumerate(self.answers)}
+
+    @classmethod
+    def check_resumed(cls, saved: dict, path: Path) -> dict:
+        return require_kind(saved, path, "vqa")
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"vqa_{self.options.model.replace('-', '_')}"
+
+    @property
+    def description(self) -> str:
+        return f"train vqa {self.options.model} ({self.source.name})"
+
+    @property
+    def data(self) -> str:
+        return self.source.name
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [*self.model.parameters(), *self.auxiliary.parameters()]
+
+    def clipped(self) -> list[torch.nn.Parameter]:
+        return self.parameters()
+
+    def step_loss(self, step: int) -> torch.Tensor:
+        batch = self.source.batch(step, self.options.batch)
+        images = batch.images.to(self.device, memory_format=torch.channels_last)
+        questions = encode_questions(self.vocabulary, batch.questions).to(self.device)
+        targets = torch.tensor([self.answer_index[a] for a in batch.answers], device=self.device)
+        torch.manual_seed(_step_seed(self.options.seed, step))  # dropout masks
+        feature_map = self.model.encoder(images)
+        logits = self.model.answer(
+            self.model.image_code(feature_map), questions, batch.rows.to(self.device)
+        )
         loss = F.cross_entropy(logits, targets)
         if batch.objects is None:
             return loss
-        guess = auxiliary(feature_map.amax(dim=(2, 3)))
-        return loss + F.binary_cross_entropy_with_logits(guess, _presence(batch.objects).to(device))
+        guess = self.auxiliary(feature_map.amax(dim=(2, 3)))
+        return loss + F.binary_cross_entropy_with_logits(
+            guess, _presence(batch.objects).to(self.device)
+        )
 
-    def checkpoint(done: int, loss: float) -> None:
-        save(done, {"loss": loss}, seconds + time.monotonic() - began)
+    def evaluate(self) -> dict:
+        if self.source.name != "shapes":
+            return {}
+        world = ShapesWorld(seed=self.options.seed)
+        return vqa_accuracy(self.model, self.vocabulary, self.answers, world,
+                            self.options.eval_images)
 
-    loss = optimise(
-        optimizer, options.steps, options.lr, step_loss,
-        f"train vqa {options.model} ({source.name})", start=start, clipped=parameters,
-        checkpoint=checkpoint, checkpoint_every=options.checkpoint_every,
-    )
-    model.eval()
-    metrics = {"loss": loss}
-    if source.name == "shapes":
-        world = ShapesWorld(seed=options.seed)
-        metrics.update(vqa_accuracy(model, vocabulary, answers, world, options.eval_images))
-    save(options.steps, metrics, seconds + time.monotonic() - began)
-    return metrics
+    def payload(self) -> dict:
+        return self.model.checkpoint(self.vocabulary, self.answers)
+
+    def training_state(self) -> dict:
+        return {"auxiliary": self.auxiliary.state_dict()}
+
+    def metadata(self) -> dict:
+        return {"data_size": self.source.size}
 
 
 @torch.no_grad()
@@ -285,28 +298,3 @@ def _presence(objects: torch.Tensor) -> torch.Tensor:
 
 def _step_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
-
-
-def _save(
-    options, model, auxiliary, vocabulary, answers, source, optimizer, step, metrics, seconds
-) -> None:
-    payload = model.checkpoint(vocabulary, answers)
-    payload["step"] = step
-    payload["seconds"] = seconds
-    if step < options.steps:
-        payload["optimizer"] = optimizer.state_dict()
-        payload["auxiliary"] = auxiliary.state_dict()
-    metadata = {
-        "model": f"vqa_{options.model.replace('-', '_')}",
-        "data": source.name,
-        "data_size": source.size,
-        "seed": options.seed,
-        "steps": step,
-        "batch": options.batch,
-        "images_seen": step * options.batch,
-        "train_seconds": round(seconds, 1),
-        "options": {k: str(v) for k, v in asdict(options).items()},
-        "metrics": metrics,
-        "command": command_line(),
-    }
-    save_checkpoint(options.out, payload, metadata)

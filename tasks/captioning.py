@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from vlx.checkpoints import load_checkpoint
 from vlx.data.shapes import ShapesWorld
 from vlx.errors import InputError
 from vlx.evaluate.pointing import PointingTally
@@ -24,7 +25,6 @@ from vlx.models.encoders import SHAPES_PREPROCESS, arrays_to_tensor
 from vlx.models.registry import checkpoint_path
 from vlx.models.show_and_tell import EXPLAINED_LAYER, ShowAndTell
 from vlx.text import Vocabulary, tokenize
-from vlx.training import load_checkpoint
 
 WHOLE_CAPTION = "<caption>"
 # The paper's target is the word's log-probability; the pre-softmax logit is the ablation.
@@ -135,7 +135,7 @@ class Captioner:
         tokens = self.teacher_forcing(words, inputs.shape[0])
         target = WordLogProbs(self.vocabulary.encode(words), whole_caption, chosen, score)
         explanation = explain(
-            self.model, (inputs, tokens), method, targets=target, layer=layer or self.layer
+            self.model, inputs, tokens, method=method, targets=target, layer=layer or self.layer
         )
         labels = [words[p] for p in chosen] + ([WHOLE_CAPTION] if whole_caption else [])
         return replace(explanation, targets=[labels] * inputs.shape[0])

@@ -90,8 +90,8 @@ class ImageClassifier:
         chosen = layer or self.layer
         return explain(
             self.model,
-            (inputs,),
-            method,
+            inputs,
+            method=method,
             targets=[list(row) for row in targets] if targets is not None else None,
             layer=chosen,
             to_grid=self.to_grid if chosen == self.layer else None,

@@ -155,8 +155,8 @@ class HFCaptioner(ABC):
         height, width = inputs.shape[-2:]
         explanation = explain(
             self.model,
-            (inputs,),
-            method,
+            inputs,
+            method=method,
             targets=GroupedLogProbs(tokenized.ids, groups, score),
             layer=layer or self.layer,
             to_grid=PatchGrid(patch_grids(self.vision_config, height, width)),

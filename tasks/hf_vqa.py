@@ -229,8 +229,8 @@ class ViltVQA(HFVisualQA):
         with ViltPatchOrder(self.model) as order:
             return explain(
                 self.model,
-                (questions, self.attention_mask(questions), None, inputs),
-                method,
+                questions, self.attention_mask(questions), None, inputs,
+                method=method,
                 targets=[list(row) for row in answers],
                 layer=layer or self.layer,
                 to_grid=order,
@@ -343,8 +343,8 @@ class BlipVQA(HFVisualQA):
         height, width = inputs.shape[-2:]
         explanation = explain(
             self._scorer(union),
-            (inputs, questions, self.attention_mask(questions)),
-            method,
+            inputs, questions, self.attention_mask(questions),
+            method=method,
             targets=[[column[a] for a in row] for row in answers],
             layer=layer or self.layer,
             to_grid=PatchGrid(patch_grids(self.model.config.vision_config, height, width)),

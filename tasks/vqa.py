@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from vlx.checkpoints import load_checkpoint
 from vlx.data.shapes import Question, Scene, ShapesWorld
 from vlx.errors import InputError
 from vlx.evaluate.faithfulness import occlusion_agreement
@@ -25,7 +26,6 @@ from vlx.models.registry import checkpoint_path
 from vlx.models.vqa_lstm_cnn import VQAModel, encode_questions
 from vlx.models.vqa_training import load_vqa
 from vlx.text import Vocabulary, tokenize
-from vlx.training import load_checkpoint
 
 SHIPPED = {"coattention": "vqa_coattention_shapes", "lstm-cnn": "vqa_lstm_cnn_shapes"}
 
@@ -132,8 +132,8 @@ class VisualQA:
         """Maps for T answers per image (answer indices), all from one forward and backward."""
         return explain(
             self.model,
-            (inputs, questions),
-            method,
+            inputs, questions,
+            method=method,
             targets=[list(row) for row in answers],
             layer=layer or self.layer,
         )
@@ -211,8 +211,8 @@ def vqa_faithfulness(
         inputs, questions = _batch(vqa, scene, [question])
         with torch.no_grad():
             answer = [[int(vqa.model(inputs, questions).argmax(-1))]]
-        reference = explain(vqa.model, (inputs, questions), "occlusion", targets=answer,
-                            occlusion_window=window, occlusion_stride=stride).maps
+        reference = explain(vqa.model, inputs, questions, method="occlusion", targets=answer,
+                            window=window, stride=stride).maps
         for method in methods:
             maps = vqa.explain(inputs, questions, answer, method).maps
             # A constant map has no ranks: NaN, left out of its mean and of the differences.

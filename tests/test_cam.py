@@ -389,7 +389,7 @@ class Twice(nn.Module):
 def test_layer_running_twice_is_a_clear_error(tiny_image, watch) -> None:
     model = Twice().eval()
     w = watch(model, tiny_image)
-    with pytest.raises(RuntimeError, match=r"'conv' ran 2 times.*exactly once"):
+    with pytest.raises(InputError, match=r"'conv' ran 2 times.*exactly once"):
         explain(model, tiny_image, targets=0)
     w.check()
 
@@ -419,7 +419,7 @@ def test_training_mode_warns(tiny_cnn, tiny_image) -> None:
 
 
 def test_layer_without_spatial_output_is_rejected(tiny_cnn, tiny_image) -> None:
-    with pytest.raises(ValueError, match=r"'fc' gives shape \(1, 2\).*to_grid"):
+    with pytest.raises(ValueError, match=r"'fc' gives shape \(1, 2\).*spatial layers: conv, relu .*to_grid"):
         explain(tiny_cnn, tiny_image, layer="fc", targets=0)
 
 

@@ -14,9 +14,10 @@ from PIL import Image
 from vlx.cli import main
 from vlx.data.coco import CocoCaptions
 from vlx.errors import InputError
-from vlx.models.captioner_training import CaptionerTraining, train_captioner
+from vlx.models.captioner_training import CaptionerRecipe, CaptionerTraining
 from vlx.models.show_and_tell import ShowAndTell
 from vlx.text import tokenize
+from vlx.training import train
 
 # id -> (file name, (width, height), Pillow mode); listed out of id order on purpose.
 IMAGES = {7: ("b.png", (40, 30), "RGB"), 2: ("a.png", (24, 16), "L"), 5: ("c.png", (32, 48), "RGB")}
@@ -143,7 +144,7 @@ def test_train_captioner_on_coco(tiny: Path, tmp_path: Path, capsys) -> None:
     options = CaptionerTraining(
         out=out, data=f"coco:{tiny}", steps=3, batch=4, checkpoint_every=2, eval_images=1
     )
-    metrics = train_captioner(options)
+    metrics = train(CaptionerRecipe, options).metrics
     assert math.isfinite(metrics["loss"])
     metadata = json.loads((tmp_path / "cap.json").read_text())
     assert metadata["data"].startswith("coco:") and metadata["steps"] == 3

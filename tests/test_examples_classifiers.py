@@ -108,7 +108,7 @@ def test_trained_models_are_cached_by_recipe(tmp_path, monkeypatch, load_example
     def no_training(*args: object) -> None:
         raise AssertionError("a cached recipe was trained again")
 
-    monkeypatch.setattr(helpers, "train_shapes_classifier", no_training)
+    monkeypatch.setattr(helpers, "train", no_training)
     again = helpers.trained(recipe, tmp_path, "cpu")
     assert again.val_accuracy == first.val_accuracy
     for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):

@@ -1,4 +1,4 @@
-"""Guided backprop, deconvolution (vlx.guided, vlx.rectifier) and Guided Grad-CAM."""
+"""Guided backprop, deconvolution (vlx.methods.guided, vlx.rectifier) and Guided Grad-CAM."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vlx.cam import GradCAM
-from vlx.guided import InputGradients, deconvolution, guided_backprop, guided_gradcam
+from vlx.methods.guided import InputGradients, deconvolution, guided_backprop, guided_gradcam
 from vlx.rectifier import RectifierRule
 
 T = torch.tensor
@@ -79,7 +79,7 @@ def test_input_index_picks_the_attributed_input() -> None:
         def forward(self, scale: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
             return self.inner(x) * scale
 
-    e = InputGradients(Second().eval(), "deconv", input_index=1)(T([[1.0]]), X, targets=[[0, 1]])
+    e = InputGradients(Second().eval(), "deconv")(T([[1.0]]), X, targets=[[0, 1]], input_index=1)
     torch.testing.assert_close(e.channels, DECONV, rtol=0, atol=0)
 
 

@@ -61,7 +61,7 @@ def test_vilt_maps_do_not_change_with_the_patch_shuffle(models, image):
     orders, restored, shuffled = [], [], []
     for _ in range(2):
         with ViltPatchOrder(vqa.model) as order:
-            e = explain(vqa.model, (questions, mask, None, inputs), "gradcam", targets=[[2, 3]],
+            e = explain(vqa.model, questions, mask, None, inputs, method="gradcam", targets=[[2, 3]],
                         layer=vqa.layer, to_grid=order, input_index=3)
             orders.append(order.index)
         restored.append(e.maps)
@@ -72,7 +72,7 @@ def test_vilt_maps_do_not_change_with_the_patch_shuffle(models, image):
     assert (shuffled[0] - restored[0]).abs().max() <= 1e-6 * scale
     naive = TokenGrid(prefix=questions.shape[1] + 1, grid=(4, 6))
     unrestored = [
-        explain(vqa.model, (questions, mask, None, inputs), "gradcam", targets=[[2, 3]],
+        explain(vqa.model, questions, mask, None, inputs, method="gradcam", targets=[[2, 3]],
                 layer=vqa.layer, to_grid=naive, input_index=3).maps
         for _ in range(2)
     ]

@@ -6,18 +6,18 @@ import pytest
 import torch
 
 from vlx.cam import GradCAM
+from vlx.checkpoints import read_metadata
 from vlx.data.shapes import SHAPES, SPLITS, TEXTURES
+from vlx.models.classifier_training import ClassifierRecipe, ClassifierTraining
 from vlx.models.shapes_classifier import (
     LAYER,
-    ClassifierTraining,
     ShapesClassification,
     ShapesClassifier,
     load_shapes_classifier,
     predict,
     scene_images,
-    train_shapes_classifier,
 )
-from vlx.training import read_metadata
+from vlx.training import train
 
 TINY = (4, 4, 8, 8)
 
@@ -115,9 +115,9 @@ def test_gradcam_equals_cam_over_z(relu: bool) -> None:
 def test_training_writes_a_checkpoint_that_reloads(tmp_path) -> None:
     data = ShapesClassification(classes=("circle", "square"), image_size=32)
     options = ClassifierTraining(
-        out=tmp_path / "c.pt", data=data, widths=TINY, steps=3, batch=4, eval_images=8
+        out=tmp_path / "c.pt", classification=data, widths=TINY, steps=3, batch=4, eval_images=8
     )
-    model, metrics = train_shapes_classifier(options)
+    model, metrics = (lambda done: (done.model, done.metrics))(train(ClassifierRecipe, options))
     assert set(metrics) == {"loss", "val_accuracy", "eval_images"}
     assert 0.0 <= metrics["val_accuracy"] <= 1.0 and metrics["eval_images"] == 8
     meta = read_metadata(tmp_path / "c.pt")
@@ -152,8 +152,10 @@ def test_train_classifier_command_and_explaining_its_checkpoint(tmp_path, capsys
     summary = json.loads(capsys.readouterr().out)
     assert summary["layer"] == "encoder"
     assert {p["name"] for p in summary["images"][0]["predictions"]} <= set(SHAPES)
-    assert main(["train", "classifier", "--resume", "--out", str(out)]) == 2
-    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "classifier", "--resume", "--steps", "2", "--out", str(out)]) == 2
+    assert "has trained 3 steps already; --resume continues" in capsys.readouterr().err
+    assert main(["train", "classifier", "--steps", "3", "--image-size", "32", "--out", str(out)]) == 2
+    assert "already exists; --resume continues it, --force replaces it" in capsys.readouterr().err
 
 
 def test_shipped_shape_classifier_is_small_and_accurate() -> None:

@@ -11,14 +11,18 @@ import torch
 from torch import nn
 
 from vlx.models import captioner_training
-from vlx.models.captioner_training import CaptionerTraining, ShapesCaptions, train_captioner
-from vlx.training import cosine_lr, optimise, recent_mean, resumed_adam
+from vlx.models.captioner_training import CaptionerRecipe, CaptionerTraining, ShapesCaptions
+from vlx.training import cosine_lr, optimise, recent_mean, train
+
+
+def train_captioner(options: CaptionerTraining) -> dict:
+    return train(CaptionerRecipe, options).metrics
 
 
 def test_optimise_follows_the_schedule_and_checkpoints_before_the_end() -> None:
     torch.manual_seed(0)
     model = nn.Linear(3, 1)
-    optimizer = resumed_adam(list(model.parameters()), 0.1, None, 0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
     rates, checkpoints, losses = [], [], []
 
     def step_loss(step: int) -> torch.Tensor:
@@ -45,13 +49,16 @@ def test_optimise_clips_only_the_given_parameters() -> None:
     assert clipped.item() == pytest.approx(5 / 100) and free.item() == pytest.approx(100 / 100)
 
 
-def test_recent_mean_and_fresh_optimizer_warning() -> None:
+def test_recent_mean_and_fresh_optimizer_warning(tmp_path, monkeypatch) -> None:
     assert recent_mean([1.0] * 50 + [3.0] * 100) == 3.0 and math.isnan(recent_mean([]))
-    with pytest.warns(UserWarning, match="fresh optimizer"):
-        resumed_adam([nn.Parameter(torch.zeros(1))], 0.1, None, start=10)
+    monkeypatch.setattr(captioner_training, "VOCABULARY_CAPTIONS", 200)
+    first = CaptionerTraining(out=tmp_path / "c.pt", steps=1, batch=2, eval_images=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        resumed_adam([nn.Parameter(torch.zeros(1))], 0.1, None, start=0)
+        train_captioner(first)
+    with pytest.warns(UserWarning, match="fresh optimizer"):  # a finished run keeps no state
+        train_captioner(CaptionerTraining(out=first.out, steps=2, batch=2, eval_images=1,
+                                          resume=True))
 
 
 def test_resumed_captioner_training_equals_uninterrupted(tmp_path, monkeypatch) -> None:
@@ -112,8 +119,11 @@ def test_init_starts_a_new_run_from_a_captioner_at_another_stride(tmp_path, monk
     [
         ({"resume": True, "init": "first.pt"}, "give one of them"),
         ({"resume": True, "stride": 4}, "trained at stride 8"),
-        ({"init": "missing.pt"}, "missing.pt: no such file"),
-        ({"init": "first.pt"}, "also --out"),
+        ({"init": "missing.pt", "force": True}, "missing.pt: no such file"),
+        ({"init": "first.pt", "force": True}, "also --out"),
+        ({}, "already exists; --resume continues it, --force replaces it"),
+        ({"resume": True, "force": True}, "--resume continues --out and --force replaces it"),
+        ({"resume": True, "steps": 0}, "has trained 1 steps already"),
         ({"resume": True, "receptive_field": 39}, "a trained one keeps its own"),
     ],
 )
@@ -124,7 +134,8 @@ def test_captioner_training_start_errors(tmp_path, monkeypatch, changes, message
     train_captioner(CaptionerTraining(out=tmp_path / "first.pt", steps=1, batch=2, eval_images=1))
     if "init" in changes:
         changes["init"] = tmp_path / changes["init"]
-    options = CaptionerTraining(out=tmp_path / "first.pt", steps=2, batch=2, eval_images=1, **changes)
+    fields = {"steps": 2, "batch": 2, "eval_images": 1, **changes}
+    options = CaptionerTraining(out=tmp_path / "first.pt", **fields)
     with pytest.raises(InputError, match=message):
         train_captioner(options)
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vlx.checkpoints import save_checkpoint
 from vlx.cli import main
 from vlx.data.shapes import ANSWERS, SPLITS, ShapesWorld
 from vlx.errors import InputError
@@ -16,7 +17,6 @@ from vlx.models.coattention import CoAttention
 from vlx.models.vqa_lstm_cnn import VQALSTMCNN
 from vlx.tasks.vqa import VisualQA, vqa_faithfulness, vqa_pointing
 from vlx.text import Vocabulary
-from vlx.training import save_checkpoint
 
 TEST = SPLITS["test"][0]
 MODELS = {"coattention": CoAttention, "lstm-cnn": VQALSTMCNN}

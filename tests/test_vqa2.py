@@ -14,7 +14,8 @@ from PIL import Image
 from vlx.cli import main
 from vlx.data.vqa2 import VQA2
 from vlx.errors import InputError
-from vlx.models.vqa_training import VQATraining, load_vqa, train_vqa
+from vlx.models.vqa_training import VQARecipe, VQATraining, load_vqa
+from vlx.training import train
 
 # image id -> (file name, (width, height), Pillow mode): one COCO-style name, one bare id.
 IMAGES = {42: ("COCO_val2014_000000000042.jpg", (40, 30), "RGB"), 7: ("7.png", (24, 16), "L")}
@@ -158,7 +159,7 @@ def test_train_vqa_on_vqa2(tiny, tmp_path: Path, capsys) -> None:
     spec = "vqa2:" + ",".join(map(str, tiny))
     out = tmp_path / "vqa.pt"
     options = VQATraining(out=out, model="coattention", data=spec, steps=2, batch=4)
-    metrics = train_vqa(options)
+    metrics = train(VQARecipe, options).metrics
     assert math.isfinite(metrics["loss"]) and set(metrics) == {"loss"}
     metadata = json.loads((tmp_path / "vqa.json").read_text())
     assert metadata["data"] == spec and metadata["data_size"] == 3 and metadata["steps"] == 2
@@ -175,4 +176,4 @@ def test_train_vqa_on_vqa2(tiny, tmp_path: Path, capsys) -> None:
 def test_bad_vqa2_spec(tmp_path: Path) -> None:
     options = VQATraining(out=tmp_path / "x.pt", model="lstm-cnn", data="vqa2:a.json,b.json")
     with pytest.raises(InputError, match="must name QUESTIONS_JSON,ANNOTATIONS_JSON,IMAGE_DIR"):
-        train_vqa(options)
+        train(VQARecipe, options)

@@ -25,11 +25,16 @@ from vlx.models.vqa_lstm_cnn import (
 )
 from vlx.models.vqa_training import (
     ShapesQuestions,
+    VQARecipe,
     VQATraining,
     load_vqa,
-    train_vqa,
     vqa_accuracy,
 )
+from vlx.training import train
+
+
+def train_vqa(options: VQATraining) -> dict:
+    return train(VQARecipe, options).metrics
 from vlx.text import Vocabulary
 
 VOCABULARY = Vocabulary(["what", "color", "is", "the", "circle", "there", "a", "red", "square"])
@@ -117,7 +122,7 @@ def test_gradcam_on_the_attended_map_is_attention_times_evidence(images: torch.T
     weights = torch.stack([attention[level].region_weights for level in LEVELS], dim=1)
     per_level = gradient[..., 0, 0].unflatten(1, (len(LEVELS), -1))  # (N, 3, d)
     expected = (weights * torch.einsum("nld,ndhw->nlhw", per_level, codes)).sum(dim=1).relu()
-    maps = explain(model, (images, ids), "gradcam", targets=[[a] for a in answers]).maps[:, 0]
+    maps = explain(model, images, ids, method="gradcam", targets=[[a] for a in answers]).maps[:, 0]
     assert expected.amax() > 0
     torch.testing.assert_close(maps, expected, rtol=1e-4, atol=1e-6)
 

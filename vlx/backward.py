@@ -1,27 +1,95 @@
-"""All T per-target gradients from one backward pass.
+"""All T per-target gradients from one backward pass, in memory bounded by a limit.
 
 Explaining T targets (classes, caption words, answers) needs dy_t/dA for every t. A batched
 vector-Jacobian product (``is_grads_batched``) gives them from one graph in one call, where a
-loop pays T backward passes. Some ops have no batching rule: vmap then either raises or
-silently loops op by op with a performance warning; both fall back to an explicit loop,
-which is never slower than such a silent loop.
+loop pays T backward passes. Its memory is T times the graph's: for a caption, whose graph
+grows with its length, that is quadratic in the length. So the targets are taken in chunks
+sized from the graph's measured size (``GraphMeter``), each chunk one batched call; the
+gradients are the same as from one call. Some ops have no batching rule: vmap then either
+raises or silently loops op by op with a performance warning; both fall back to an explicit
+loop, which is never slower than such a silent loop.
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
+from typing import Self
 
 import torch
 
+from vlx.errors import InputError
+
+BACKWARD_MEMORY = 256 * 2**20
+"""Bytes one batched backward may hold in target-batched gradients (about: the graph's saved
+tensors times the targets of one chunk)."""
 _NO_BATCHING_RULE = "batching rule"
+_NO_PATH = (
+    "the explained scores do not depend on the explained layer or input (no gradient path); "
+    "explain a layer the scores are computed from"
+)
 
 
 class _BatchingRuleMissing(Exception):
     """A vmap performance warning was raised: the batched backward would loop internally."""
 
 
-def per_target_gradients(scores: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
-    """Gradients of each column of ``scores`` (N, T) w.r.t. ``wrt`` (N, ...) -> (N, T, ...).
+class GraphMeter:
+    """Counts the bytes of the tensors a forward saves for its backward, each storage once.
+
+    Counting starts at ``start()`` (the explained layer's output) or at once with
+    ``counting=True``; parameters are left out, since their gradients are never taken. Only
+    the calling thread's forwards are counted.
+    """
+
+    def __init__(self, exclude: list[torch.Tensor] | tuple = (), counting: bool = False) -> None:
+        self.bytes = 0
+        self.counting = counting
+        self._seen: set[int] = set()
+        self._excluded = {t.untyped_storage().data_ptr() for t in exclude}
+        self._thread = threading.get_ident()
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
+
+    def __enter__(self) -> Self:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._hooks.__exit__(*exc_info)
+
+    def start(self) -> None:
+        self.counting = True
+
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.counting and threading.get_ident() == self._thread:
+            try:
+                storage = tensor.untyped_storage()
+            except (RuntimeError, NotImplementedError):
+                return tensor
+            key = storage.data_ptr()
+            if key not in self._seen and key not in self._excluded:
+                self._seen.add(key)
+                self.bytes += storage.nbytes()
+        return tensor
+
+
+def _unpack(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+def targets_per_backward(graph_bytes: int, limit: int = BACKWARD_MEMORY) -> int | None:
+    """How many targets one batched backward takes: all (``None``) for an unmeasured graph,
+    else as many as fit ``limit``, at least one."""
+    if graph_bytes <= 0:
+        return None
+    return max(1, limit // graph_bytes)
+
+
+def per_target_gradients(
+    scores: torch.Tensor, wrt: torch.Tensor, chunk: int | None = None
+) -> torch.Tensor:
+    """Gradients of each column of ``scores`` (N, T) w.r.t. ``wrt`` (N, ...) -> (N, T, ...),
+    ``chunk`` targets per batched backward (default: all at once).
 
     Images must be independent in the batch (a model in eval mode), so the gradient of the
     column sum w.r.t. image n's slice is image n's own gradient.
@@ -30,27 +98,39 @@ def per_target_gradients(scores: torch.Tensor, wrt: torch.Tensor) -> torch.Tenso
         raise ValueError(f"scores must be (N, T), got shape {tuple(scores.shape)}")
     num_targets = scores.shape[1]
     if not scores.requires_grad:
-        raise ValueError("the scores do not depend on the explained layer (no gradient path)")
-    if num_targets == 1:
-        return _gradient(scores[:, 0].sum(), wrt, retain_graph=False).unsqueeze(1)
+        raise InputError(_NO_PATH)
+    step = num_targets if chunk is None else max(1, chunk)
+    parts = []
+    for first in range(0, num_targets, step):
+        columns = range(first, min(first + step, num_targets))
+        parts.append(_gradients(scores, wrt, columns, retain=columns.stop < num_targets))
+    return torch.cat(parts).transpose(0, 1)
+
+
+def _gradients(scores: torch.Tensor, wrt: torch.Tensor, columns: range, retain: bool) -> torch.Tensor:
+    """(len(columns), N, ...) gradients of the given columns: one batched call, or a loop
+    where the batched call has no batching rule."""
+    if len(columns) == 1:
+        return _gradient(scores[:, columns[0]].sum(), wrt, retain_graph=retain).unsqueeze(0)
     try:
-        batched = _batched_gradients(scores, wrt)
+        return _batched_gradients(scores, wrt, columns, retain)
     except (_BatchingRuleMissing, RuntimeError) as err:
         if isinstance(err, RuntimeError) and _NO_BATCHING_RULE not in str(err).lower():
             raise
-        batched = torch.stack(
-            [
-                _gradient(scores[:, t].sum(), wrt, retain_graph=t < num_targets - 1)
-                for t in range(num_targets)
-            ]
-        )
-    return batched.transpose(0, 1)
+    return torch.stack(
+        [
+            _gradient(scores[:, t].sum(), wrt, retain_graph=retain or t < columns[-1])
+            for t in columns
+        ]
+    )
 
 
-def _batched_gradients(scores: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
+def _batched_gradients(
+    scores: torch.Tensor, wrt: torch.Tensor, columns: range, retain: bool
+) -> torch.Tensor:
     n, t = scores.shape
-    eye = torch.eye(t, dtype=scores.dtype, device=scores.device)
-    grad_outputs = eye[:, None, :].expand(t, n, t)
+    eye = torch.eye(t, dtype=scores.dtype, device=scores.device)[list(columns)]
+    grad_outputs = eye[:, None, :].expand(len(columns), n, t)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*performance drop.*", category=UserWarning)
         try:
@@ -61,12 +141,12 @@ def _batched_gradients(scores: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
         except UserWarning as warning:
             raise _BatchingRuleMissing(str(warning)) from None
     if grads is None:
-        raise ValueError("the scores do not depend on the explained layer (no gradient path)")
+        raise InputError(_NO_PATH)
     return grads
 
 
 def _gradient(score: torch.Tensor, wrt: torch.Tensor, retain_graph: bool) -> torch.Tensor:
     (grad,) = torch.autograd.grad(score, wrt, retain_graph=retain_graph, allow_unused=True)
     if grad is None:
-        raise ValueError("the scores do not depend on the explained layer (no gradient path)")
+        raise InputError(_NO_PATH)
     return grad

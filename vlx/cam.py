@@ -16,9 +16,11 @@ from typing import Any, Literal, Self
 import torch
 from torch import nn
 
-from vlx.backward import per_target_gradients
+from vlx.backward import GraphMeter, per_target_gradients, targets_per_backward
+from vlx.capture import LayerCapture
+from vlx.errors import InputError
 from vlx.explanation import Explanation
-from vlx.layers import last_spatial_layer, named_layer, spatial_output
+from vlx.layers import describe_layers, last_spatial_layer, named_layer, spatial_layers
 from vlx.rectifier import RULES, RectifierRule, Rule
 from vlx.recurrent import plain_recurrent_kernels
 from vlx.targets import Targets, target_scores
@@ -110,23 +112,31 @@ class GradCAM:
         *inputs: Any,
         targets: Targets = None,
         counterfactual: bool = False,
-        **model_kwargs: Any,
+        model_kwargs: dict[str, Any] | None = None,
+        input_index: int = 0,
     ) -> Explanation:
-        """Explain T targets for each of the N inputs; see ``vlx.targets`` for target forms."""
+        """Explain T targets for each of the N inputs; see ``vlx.targets`` for target forms.
+
+        ``model_kwargs`` are passed to the model; ``input_index`` says which input is the
+        image (its size is recorded in the explanation's ``meta["input_size"]``).
+        """
+        kwargs = dict(model_kwargs or {})
         if self.layer_name is None:
-            name = last_spatial_layer(self.model, lambda: self.model(*inputs, **model_kwargs))
+            name = last_spatial_layer(self.model, lambda: self.model(*inputs, **kwargs))
             self.layer_name, self.layer = named_layer(self.model, name)
-        if self.model.training:
+        warn_if_training(self.model)
+        activation, scores, ids, graph_bytes = self._forward(inputs, targets, kwargs)
+        grid = self._grid(activation.detach(), inputs, kwargs)
+        gradients = per_target_gradients(scores, activation, targets_per_backward(graph_bytes))
+        n, t = scores.shape
+        grad_grid = self._grid(gradients.flatten(0, 1), inputs, kwargs).unflatten(0, (n, t))
+        if not bool(grad_grid.any()):
             warnings.warn(
-                "the model is in training mode: dropout and batch statistics make the maps "
-                "depend on the batch; call model.eval() first",
+                f"no gradient reaches the grid of layer {self.layer_name!r} from any target: "
+                "every map is zero; explain a layer whose positions the scores are computed "
+                "from (for a transformer whose head reads one token, the last block's input)",
                 stacklevel=2,
             )
-        activation, scores, ids = self._forward(inputs, targets, model_kwargs)
-        gradients = per_target_gradients(scores, activation)
-        grid = self._grid(activation.detach())
-        n, t = scores.shape
-        grad_grid = self._grid(gradients.flatten(0, 1)).unflatten(0, (n, t))
         maps, alphas = grad_cam_maps(
             grid,
             grad_grid,
@@ -142,47 +152,52 @@ class GradCAM:
             method="counterfactual" if counterfactual else "gradcam",
             alphas=alphas.detach(),
             layer=self.layer_name,
+            meta=input_size(inputs, input_index),
         )
 
     def _forward(
         self, inputs: tuple, targets: Targets, model_kwargs: dict
-    ) -> tuple[torch.Tensor, torch.Tensor, list | None]:
-        captured: list[torch.Tensor] = []
-
-        def capture(module: nn.Module, args: Any, output: Any) -> Any:
-            tensor = spatial_output(output)
-            if tensor is None:
-                raise TypeError(
-                    f"layer {self.layer_name!r} returned a {type(output).__name__}, not a tensor"
-                )
-            leaf = tensor.detach().requires_grad_(True)
-            captured.append(leaf)
-            # A clone, so in-place ops after the layer (ReLU(inplace=True)) leave A intact.
-            replacement = leaf.clone()
-            if isinstance(output, torch.Tensor):
-                return replacement
-            return type(output)([replacement, *output[1:]])
-
-        handle = self.layer.register_forward_hook(capture)
+    ) -> tuple[torch.Tensor, torch.Tensor, list | None, int]:
+        """The layer's activation (a leaf), the target scores, their ids, and the bytes the
+        graph after the layer holds (what one target's batched gradient costs)."""
         rule = RectifierRule(self.backward_rule) if self.backward_rule else nullcontext()
-        try:
-            with torch.enable_grad(), rule, plain_recurrent_kernels(self.model):
-                outputs = self.model(*inputs, **model_kwargs)
-                scores, ids = target_scores(outputs, targets)
-        finally:
-            handle.remove()
-        if len(captured) != 1:
-            raise RuntimeError(
-                f"layer {self.layer_name!r} ran {len(captured)} times in one forward; "
-                "Grad-CAM needs a layer that runs exactly once"
-            )
-        return captured[0], scores, ids
+        meter = GraphMeter(exclude=list(self.model.parameters()))
+        capture = LayerCapture(self.layer, self.layer_name, "leaf", on_output=meter.start)
+        with capture, meter, torch.enable_grad(), rule, plain_recurrent_kernels(self.model):
+            outputs = self.model(*inputs, **model_kwargs)
+            scores, ids = target_scores(outputs, targets)
+        return capture.single(), scores, ids, meter.bytes
 
-    def _grid(self, tensor: torch.Tensor) -> torch.Tensor:
+    def _grid(self, tensor: torch.Tensor, inputs: tuple, model_kwargs: dict) -> torch.Tensor:
         grid = self.to_grid(tensor) if self.to_grid is not None else tensor
         if grid.dim() != 4:
-            raise ValueError(
-                f"layer {self.layer_name!r} gives shape {tuple(tensor.shape)}; Grad-CAM needs "
-                "(N, C, h, w): pick a convolutional layer or pass to_grid for token outputs"
+            spatial = spatial_layers(
+                self.model, lambda: self.model(*inputs, **model_kwargs), self.to_grid
+            )
+            raise InputError(
+                f"layer {self.layer_name!r} gives shape {tuple(tensor.shape)}, not a spatial "
+                f"map (N, C, h, w); spatial layers: {describe_layers(spatial) or 'none found'} "
+                "(a transformer's token layers need a to_grid)"
             )
         return grid
+
+
+def warn_if_training(model: nn.Module) -> None:
+    """Every method says so when the model is in training mode (``stacklevel`` reaches the
+    caller of the method)."""
+    if model.training:
+        warnings.warn(
+            "the model is in training mode: dropout and batch statistics make the maps "
+            "depend on the batch; call model.eval() first",
+            stacklevel=3,
+        )
+
+
+def input_size(inputs: tuple, input_index: int) -> dict[str, Any]:
+    """``{"input_size": (H, W)}`` of the image input, for whoever draws or scores the maps."""
+    if not 0 <= input_index < len(inputs):
+        raise InputError(f"input_index {input_index} is out of range for {len(inputs)} inputs")
+    image = inputs[input_index]
+    if isinstance(image, torch.Tensor) and image.dim() >= 3:
+        return {"input_size": tuple(int(s) for s in image.shape[-2:])}
+    return {}

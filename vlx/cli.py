@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from vlx.methods import METHODS as METHOD_NAMES
 
@@ -16,7 +19,8 @@ minute on CPU."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: returns the exit status (2 for bad input, with one line on stderr)."""
+    """Entry point: returns the exit status (2 for bad input, with one line on stderr; 130
+    after Ctrl-C and 143 after SIGTERM, with whatever was half-written removed)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
@@ -24,16 +28,67 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     from vlx.errors import InputError
 
+    name = f"vlx {args.command}"
+    with _one_line_warnings(name), _terminate_as_exception():
+        try:
+            return args.run(args)
+        except InputError as err:
+            print(f"{name}: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{name}: interrupted", file=sys.stderr)
+            return 130
+        except Terminated:
+            print(f"{name}: terminated", file=sys.stderr)
+            return 143
+        except BrokenPipeError:
+            # The reader stopped early (`vlx caption --json | head`): the files are written.
+            # Exit as Python's own recipe does, without a traceback when stdout is flushed.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so every ``finally`` runs and temporary files
+    are removed before the process exits."""
+
+
+@contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        return args.run(args)
-    except InputError as err:
-        print(f"vlx {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        # The reader stopped early (`vlx caption --json | head`): the files are written. Exit
-        # as Python's own recipe does, without a traceback when stdout is flushed at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _one_line_warnings(name: str) -> Iterator[None]:
+    """Warnings as one line each, ``vlx CMD: warning: ...``, not Python's two-line form;
+    left alone where someone records or shows them their own way (pytest, an embedding app)."""
+    import warnings
+
+    shown = warnings.showwarning
+    recorded = getattr(warnings._showwarnmsg_impl, "__name__", "") != "_showwarnmsg_impl"
+    if shown is not warnings._showwarning_orig or recorded:
+        yield
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{name}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -383,6 +438,9 @@ def _training_parser(
     )
     parser.add_argument("--out", required=True, help="checkpoint file to write (.pt)")
     parser.add_argument("--resume", action="store_true", help="continue from --out")
+    parser.add_argument(
+        "--force", action="store_true", help="replace --out if it exists (default: refuse)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.set_defaults(run=_lazy("vlx.commands.train"))
     return parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -44,20 +45,27 @@ def spatial_output(output: Any) -> torch.Tensor | None:
     return None
 
 
-def last_spatial_layer(model: nn.Module, run_forward: Callable[[], Any]) -> str:
-    """Name of the last module (in execution order) whose output is still a spatial map.
+def spatial_layers(
+    model: nn.Module,
+    run_forward: Callable[[], Any],
+    to_grid: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> list[str]:
+    """Names of the modules whose output is a spatial map (N, C, h, w) with more than one
+    position, in the order they finish during one probing forward.
 
     ``run_forward`` runs the model on real inputs once, so multi-input models (captioning,
-    VQA) are probed exactly as they will be explained. Containers finish after their
-    children, so a stage such as ResNet's ``layer4`` wins over its last ReLU.
+    VQA) are probed exactly as they will be explained; ``to_grid`` (token layers to their
+    patch grid) is tried on outputs that are not maps themselves. Containers finish after
+    their children, so a stage such as ResNet's ``layer4`` comes after its last ReLU. Only
+    forwards of the calling thread are recorded.
     """
     order: list[str] = []
     handles = []
+    thread = threading.get_ident()
 
     def record(name: str) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            tensor = spatial_output(output)
-            if tensor is not None and tensor.dim() == 4 and tensor.shape[-1] * tensor.shape[-2] > 1:
+            if threading.get_ident() == thread and _is_spatial(spatial_output(output), to_grid):
                 order.append(name)
 
         return hook
@@ -71,11 +79,35 @@ def last_spatial_layer(model: nn.Module, run_forward: Callable[[], Any]) -> str:
     finally:
         for handle in handles:
             handle.remove()
+    return list(dict.fromkeys(order))
+
+
+def last_spatial_layer(model: nn.Module, run_forward: Callable[[], Any]) -> str:
+    """Name of the last module (in execution order) whose output is still a spatial map."""
+    order = spatial_layers(model, run_forward)
     if not order:
-        raise ValueError(
+        raise InputError(
             "no layer of the model produced a spatial (N, C, h, w) output; name one with `layer=`"
         )
     return order[-1]
+
+
+def _is_spatial(tensor: torch.Tensor | None, to_grid: Callable | None) -> bool:
+    if tensor is None:
+        return False
+    grid = tensor
+    if tensor.dim() != 4 and to_grid is not None:
+        try:
+            grid = to_grid(tensor)
+        except (ValueError, RuntimeError, IndexError, InputError):
+            return False
+    return grid.dim() == 4 and grid.shape[-1] * grid.shape[-2] > 1
+
+
+def describe_layers(names: list[str], limit: int = 6) -> str:
+    """A short list of layer names for a message: the last ``limit`` (the likeliest choices)."""
+    shown = names[-limit:]
+    return ("..., " if len(names) > limit else "") + ", ".join(shown)
 
 
 class TokenGrid:

@@ -6,8 +6,6 @@ Everything here takes tensors or arrays and returns uint8 RGB arrays or Pillow i
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from vlx.explanation import Explanation, normalize, upsample
+from vlx.files import write_atomic
 
 if TYPE_CHECKING:
     from vlx.textual import RankedUnit, TextualExplanation
@@ -178,19 +177,9 @@ def _unit_label(unit: RankedUnit) -> str:
 
 
 def save_png(picture: Picture, path: str | Path) -> Path:
-    """Write a PNG atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a PNG atomically (``vlx.files.write_atomic``)."""
     image = picture if isinstance(picture, Image.Image) else Image.fromarray(as_rgb(picture))
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda stream: image.save(stream, format="PNG"))
 
 
 def _array(values: np.ndarray | torch.Tensor) -> np.ndarray:

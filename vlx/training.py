@@ -1,69 +1,24 @@
-"""What every training command shares: atomic, resumable checkpoints with metadata beside them.
+"""What every training command shares: the options, the learning-rate schedule, the loop.
 
-A checkpoint holds only tensors and plain containers, so it loads with
-``torch.load(weights_only=True)``; ``<name>.json`` next to it says how it was made (seed, data,
-steps, metrics, command) so a shipped checkpoint can be reproduced and judged.
+Checkpoints and their metadata are written by ``vlx.checkpoints``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import platform
-import sys
-import tempfile
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-
-def save_checkpoint(path: str | Path, payload: dict[str, Any], metadata: dict[str, Any]) -> Path:
-    """Write ``payload`` and ``<path>.json`` atomically: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(path, lambda stream: torch.save(payload, stream))
-    info = {
-        **metadata,
-        "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    text = json.dumps(info, indent=2, sort_keys=True) + "\n"
-    write_text_atomic(metadata_path(path), text)
-    return path
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write a text file (a results table, a report) so a crash never leaves half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic(path, lambda stream: stream.write(text.encode()))
-    return path
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by ``save_checkpoint`` (tensors only: ``weights_only``)."""
-    return torch.load(Path(path), map_location=device, weights_only=True)
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    meta = metadata_path(Path(path))
-    return json.loads(meta.read_text()) if meta.is_file() else {}
-
-
-def metadata_path(path: Path) -> Path:
-    return path.with_suffix(".json")
-
-
-def command_line() -> str:
-    """The command that is running, for the metadata (program name without its folder)."""
-    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+from vlx.checkpoints import command_line, load_checkpoint, save_checkpoint
+from vlx.errors import InputError
+from vlx.files import check_output_file
 
 
 def cosine_lr(step: int, steps: int, peak: float, warmup: int = 100, floor: float = 0.05) -> float:
@@ -88,21 +43,173 @@ class TrainingOptions:
     checkpoint_every: int = 500
     eval_images: int = 300
     resume: bool = False
+    force: bool = False
     device: str = "cpu"
 
 
-def resumed_adam(
-    parameters: list[torch.nn.Parameter], lr: float, state: dict | None, start: int
-) -> torch.optim.Adam:
-    """Adam over ``parameters``, with the saved state of a resumed run where there is one."""
-    optimizer = torch.optim.Adam(parameters, lr=lr)
+class Recipe(ABC):
+    """What one kind of model brings to the shared loop: its model and training-only parts,
+    one step's loss, its held-out evaluation and what its checkpoint holds.
+
+    A recipe is built after the seed is set, from the options and, when a run resumes, the
+    saved checkpoint; ``train`` does everything else (resumption, checkpoints, metadata).
+    """
+
+    name: ClassVar[str]
+    """The model's name in the metadata (``show_and_tell``, ``vqa_coattention``, ...)."""
+    warmup: int = 100
+
+    def __init__(self, options: Any, saved: dict[str, Any] | None) -> None:
+        self.options = options
+
+    model: torch.nn.Module
+
+    @classmethod
+    @abstractmethod
+    def check_resumed(cls, saved: dict[str, Any], path: Path) -> dict[str, Any]:
+        """``saved`` if a run of this recipe can continue it, else an ``InputError``."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """The progress bar's label."""
+
+    @property
+    @abstractmethod
+    def data(self) -> Any:
+        """What the metadata says the model was trained on."""
+
+    @abstractmethod
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Everything the optimizer updates (the model and training-only heads)."""
+
+    def clipped(self) -> list[torch.nn.Parameter] | None:
+        """Parameters whose gradient norm is clipped to 5 (none by default)."""
+        return None
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.options.lr)
+
+    @abstractmethod
+    def step_loss(self, step: int) -> torch.Tensor:
+        """The loss of training step ``step``: a pure function of (seed, step) and the weights."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, Any]:
+        """Held-out metrics of the trained model (in eval mode)."""
+
+    @abstractmethod
+    def payload(self) -> dict[str, Any]:
+        """The model's checkpoint: everything loading it needs."""
+
+    def training_state(self) -> dict[str, Any]:
+        """Training-only state an unfinished checkpoint keeps for resumption."""
+        return {}
+
+    def metadata(self) -> dict[str, Any]:
+        """What the metadata adds for this model (its config, where it started from, ...)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class Trained:
+    model: torch.nn.Module
+    metrics: dict[str, Any]
+
+
+def train(recipe: type[Recipe], options: TrainingOptions) -> Trained:
+    """Train (or resume) a ``recipe`` and write ``options.out`` with its metadata.
+
+    Checked before any step: the options, where the checkpoint goes, and that an existing
+    file is only continued with ``resume`` or replaced with ``force``. A resumed run sees
+    exactly the data, dropout and learning rates the uninterrupted run would have.
+    """
+    _check_options(options)
+    out = check_output_file(options.out)
+    saved = _saved_run(recipe, options, out)
+    start = int(saved.get("step", 0)) if saved else 0
+    began = time.monotonic()
+    seconds = float(saved.get("seconds", 0.0)) if saved else 0.0
+    torch.manual_seed(options.seed)
+    run = recipe(options, saved)
+    optimizer = run.optimizer()
+    state = saved.get("optimizer") if saved else None
     if state is not None:
         optimizer.load_state_dict(state)
     elif start:
-        warnings.warn(
-            "the checkpoint has no optimizer state; resuming with a fresh optimizer", stacklevel=3
+        warnings.warn("the checkpoint has no optimizer state; resuming with a fresh optimizer",
+                      stacklevel=2)
+
+    def save(step: int, metrics: dict[str, Any]) -> None:
+        elapsed = seconds + time.monotonic() - began
+        payload = {**run.payload(), "step": step, "seconds": elapsed}
+        if step < options.steps:
+            payload["optimizer"] = optimizer.state_dict()
+            payload.update(run.training_state())
+        metadata = {
+            "model": run.name,
+            "data": run.data,
+            "seed": options.seed,
+            "steps": step,
+            "batch": options.batch,
+            "lr": options.lr,
+            "images_seen": step * options.batch,
+            "train_seconds": round(elapsed, 1),
+            "options": {k: str(v) for k, v in asdict(options).items()},
+            "metrics": metrics,
+            "command": command_line(),
+            **run.metadata(),
+        }
+        save_checkpoint(out, payload, metadata)
+
+    loss = optimise(
+        optimizer, options.steps, options.lr, run.step_loss, run.description, start=start,
+        warmup=run.warmup, clipped=run.clipped(),
+        checkpoint=lambda done, loss: save(done, {"loss": loss}),
+        checkpoint_every=options.checkpoint_every,
+    )
+    run.model.eval()
+    metrics = {"loss": loss} if options.steps > start else {}
+    metrics.update(run.evaluate())
+    save(options.steps, metrics)
+    return Trained(run.model, metrics)
+
+
+def _check_options(options: TrainingOptions) -> None:
+    for name in ("batch", "checkpoint_every", "eval_images"):
+        value = getattr(options, name)
+        if value < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if options.steps < 0:
+        raise InputError(f"--steps must be at least 0, got {options.steps}")
+    if not (math.isfinite(options.lr) and options.lr > 0):
+        raise InputError(f"--lr must be a positive number, got {options.lr}")
+    if options.resume and options.force:
+        raise InputError("--resume continues --out and --force replaces it: give one of them")
+
+
+def _saved_run(recipe: type[Recipe], options: TrainingOptions, out: Path) -> dict | None:
+    """The checkpoint a run continues, or ``None`` for a new run (refusing to replace an
+    existing file unless asked to)."""
+    if not out.exists():
+        if options.resume:
+            warnings.warn(f"--resume: {str(out)!r} does not exist yet; starting a new run",
+                          stacklevel=3)
+        return None
+    if not options.resume:
+        if options.force:
+            return None
+        raise InputError(
+            f"--out {str(out)!r} already exists; --resume continues it, --force replaces it"
         )
-    return optimizer
+    saved = recipe.check_resumed(load_checkpoint(out, what="--out checkpoint"), out)
+    done = int(saved.get("step", 0))
+    if options.steps < done:
+        raise InputError(
+            f"--steps {options.steps}: {str(out)!r} has trained {done} steps already; "
+            f"--resume continues to a larger --steps (at least {done})"
+        )
+    return saved
 
 
 def optimise(
@@ -150,15 +257,3 @@ def progress(start: int, steps: int, description: str) -> Iterator[int]:
     from tqdm.auto import tqdm
 
     return iter(tqdm(range(start, steps), initial=start, total=steps, desc=description))
-
-
-def _atomic(path: Path, write: Callable[[Any], Any]) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -9,53 +9,44 @@ from pathlib import Path
 from vlx.commands.explain import resolve_device
 from vlx.errors import InputError
 
+COMMON = ("data", "steps", "batch", "lr", "seed", "checkpoint_every", "eval_images", "resume",
+          "force")
+
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    for name in ("steps", "batch", "checkpoint_every", "eval_images"):
-        if name == "steps" and getattr(args, "init", None) and args.steps == 0:
-            continue  # --init X --steps 0: X's weights as they are, e.g. at another --stride
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.trainee == "captioner":
-        from vlx.models.captioner_training import CaptionerTraining, train_captioner
+    from vlx.training import train
 
-        options = CaptionerTraining(
-            out=Path(args.out), data=args.data, steps=args.steps, batch=args.batch, lr=args.lr,
-            seed=args.seed, checkpoint_every=args.checkpoint_every,
-            eval_images=args.eval_images, resume=args.resume, device=str(device), pool=args.pool,
-            coordinates=args.coordinates, stride=args.stride,
+    device = resolve_device(args.device)
+    if args.steps < 1 and not getattr(args, "init", None):
+        raise InputError(f"--steps must be at least 1, got {args.steps} (--steps 0 only "
+                         "converts an --init captioner)")
+    common = {name: getattr(args, name) for name in COMMON}
+    common.update(out=Path(args.out), device=str(device))
+    if args.trainee == "captioner":
+        from vlx.models.captioner_training import CaptionerRecipe, CaptionerTraining
+
+        recipe, options = CaptionerRecipe, CaptionerTraining(
+            **common, pool=args.pool, coordinates=args.coordinates, stride=args.stride,
             init=Path(args.init) if args.init else None, receptive_field=args.receptive_field,
         )
-        metrics = train_captioner(options)
     elif args.trainee == "classifier":
-        from vlx.models.shapes_classifier import (
-            ClassifierTraining,
-            ShapesClassification,
-            train_shapes_classifier,
-        )
+        from vlx.models.classifier_training import ClassifierRecipe, ClassifierTraining
+        from vlx.models.shapes_classifier import ShapesClassification
 
-        if args.data != "shapes":
-            raise InputError(f"--data {args.data!r}: the classifier trains on ShapesWorld only")
-        if args.resume:
-            raise InputError("--resume: the classifier trains in one go (2000 steps: minutes)")
         if not 32 <= args.image_size <= 256:
             raise InputError(f"--image-size must be 32..256 pixels, got {args.image_size}")
-        data = ShapesClassification(image_size=args.image_size, object_scale=args.object_scale,
-                                    seed=args.seed)
-        options = ClassifierTraining(
-            out=Path(args.out), data=data, steps=args.steps, batch=args.batch, lr=args.lr,
-            seed=args.seed, eval_images=args.eval_images, device=str(device),
+        if not 0 < args.object_scale <= 3:
+            raise InputError(f"--object-scale must be in (0, 3], got {args.object_scale}")
+        classification = ShapesClassification(
+            image_size=args.image_size, object_scale=args.object_scale, seed=args.seed
         )
-        metrics = train_shapes_classifier(options)[1]
+        recipe, options = ClassifierRecipe, ClassifierTraining(
+            **common, classification=classification
+        )
     else:
-        from vlx.models.vqa_training import VQATraining, train_vqa
+        from vlx.models.vqa_training import VQARecipe, VQATraining
 
-        options = VQATraining(
-            out=Path(args.out), model=args.model, data=args.data, steps=args.steps,
-            batch=args.batch, lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
-            eval_images=args.eval_images, resume=args.resume, device=str(device),
-        )
-        metrics = train_vqa(options)
+        recipe, options = VQARecipe, VQATraining(**common, model=args.model)
+    metrics = train(recipe, options).metrics
     print(json.dumps({"out": args.out, "metrics": metrics}, indent=2))
     return 0

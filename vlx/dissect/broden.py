@@ -14,9 +14,6 @@ column is found by its name, since documented column orders differ.
 from __future__ import annotations
 
 import csv
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from vlx.errors import InputError
+from vlx.files import write_folder_atomic
 
 INDEX_COLUMNS = ("image", "ih", "iw", "sh", "sw")
 LABEL_COLUMNS = ("number", "name")
@@ -160,16 +158,9 @@ def write_broden(
     a reader never sees a half-written probe. Frequency (images with the label) and coverage
     (the label's area summed over images, in images) are counted while writing.
     """
-    target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        _write_contents(work, categories, labels, records)
-        os.replace(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return target
+    return write_folder_atomic(
+        directory, lambda work: _write_contents(work, categories, labels, records)
+    )
 
 
 def _write_contents(

@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from vlx.dissect.quantile import UnitQuantiles
 from vlx.dissect.tally import CategoryScore, IoUTally
 from vlx.errors import InputError
 from vlx.explanation import upsample
+from vlx.files import write_text_atomic
 from vlx.layers import named_layer, spatial_output
 
 QUANTILE = 0.005
@@ -96,8 +95,8 @@ class Dissection:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         return [
-            _write_atomic(out / TALLY_FILE, self._tally_csv()),
-            _write_atomic(out / JSON_FILE, json.dumps(self._json(), indent=1) + "\n"),
+            write_text_atomic(out / TALLY_FILE, self._tally_csv()),
+            write_text_atomic(out / JSON_FILE, json.dumps(self._json(), indent=1) + "\n"),
         ]
 
     @classmethod
@@ -367,15 +366,3 @@ def _result(
         quantile=quantile,
         images=len(probe),
     )
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path

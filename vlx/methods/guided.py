@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vlx.backward import per_target_gradients
-from vlx.cam import GradCAM, GridFn
+from vlx.backward import GraphMeter, per_target_gradients, targets_per_backward
+from vlx.cam import GradCAM, GridFn, input_size, warn_if_training
 from vlx.explanation import Explanation, upsample
 from vlx.rectifier import RULES, RectifierRule, Rule
 from vlx.recurrent import plain_recurrent_kernels
@@ -23,46 +23,68 @@ class InputGradients:
     """Guided backprop (``rule="guided"``) or deconvolution (``rule="deconv"``) for a model.
 
     Gradients of every target are taken w.r.t. the input at ``input_index`` in one batched
-    backward. ``.channels`` holds the (N, T, C, H, W) gradient images; ``.maps`` their
-    per-pixel maximum absolute value over channels.
+    backward (in chunks when the graph is large). ``.channels`` holds the (N, T, C, H, W)
+    gradient images; ``.maps`` their per-pixel maximum absolute value over channels.
     """
 
-    def __init__(self, model: nn.Module, rule: Rule = "guided", input_index: int = 0) -> None:
+    def __init__(self, model: nn.Module, rule: Rule = "guided") -> None:
         if rule not in RULES:
             raise ValueError(f"unknown backward rule {rule!r}; valid rules: {', '.join(RULES)}")
         self.model = model
         self.rule = rule
-        self.input_index = input_index
 
     @property
     def method(self) -> str:
         return "guided-backprop" if self.rule == "guided" else "deconvolution"
 
-    def __call__(self, *inputs: Any, targets: Targets = None, **model_kwargs: Any) -> Explanation:
-        attributed = inputs[self.input_index].detach().clone().requires_grad_(True)
+    def __call__(
+        self,
+        *inputs: Any,
+        targets: Targets = None,
+        input_index: int = 0,
+        model_kwargs: dict[str, Any] | None = None,
+    ) -> Explanation:
+        meta = input_size(inputs, input_index)
+        warn_if_training(self.model)
+        attributed = inputs[input_index].detach().clone().requires_grad_(True)
         call_inputs = list(inputs)
-        call_inputs[self.input_index] = attributed
-        with torch.enable_grad(), RectifierRule(self.rule), plain_recurrent_kernels(self.model):
-            outputs = self.model(*call_inputs, **model_kwargs)
+        call_inputs[input_index] = attributed
+        meter = GraphMeter(exclude=list(self.model.parameters()), counting=True)
+        with meter, torch.enable_grad(), RectifierRule(self.rule), plain_recurrent_kernels(
+            self.model
+        ):
+            outputs = self.model(*call_inputs, **(model_kwargs or {}))
             scores, ids = target_scores(outputs, targets)
-        channels = per_target_gradients(scores, attributed).detach()
+        chunk = targets_per_backward(meter.bytes)
+        channels = per_target_gradients(scores, attributed, chunk).detach()
         return Explanation(
             maps=channels.abs().amax(dim=2),
             scores=scores.detach(),
             targets=ids,
             method=self.method,
             channels=channels,
+            meta=meta,
         )
 
 
-def guided_backprop(model: nn.Module, *inputs: Any, targets: Targets = None, **kw: Any) -> Explanation:
+def guided_backprop(
+    model: nn.Module, *inputs: Any, targets: Targets = None, input_index: int = 0,
+    model_kwargs: dict[str, Any] | None = None,
+) -> Explanation:
     """Guided Backpropagation (Springenberg et al. 2015) for T targets per input."""
-    return InputGradients(model, "guided")(*inputs, targets=targets, **kw)
+    return InputGradients(model, "guided")(
+        *inputs, targets=targets, input_index=input_index, model_kwargs=model_kwargs
+    )
 
 
-def deconvolution(model: nn.Module, *inputs: Any, targets: Targets = None, **kw: Any) -> Explanation:
+def deconvolution(
+    model: nn.Module, *inputs: Any, targets: Targets = None, input_index: int = 0,
+    model_kwargs: dict[str, Any] | None = None,
+) -> Explanation:
     """Deconvolution (Zeiler & Fergus 2014) for T targets per input."""
-    return InputGradients(model, "deconv")(*inputs, targets=targets, **kw)
+    return InputGradients(model, "deconv")(
+        *inputs, targets=targets, input_index=input_index, model_kwargs=model_kwargs
+    )
 
 
 def guided_gradcam(
@@ -72,17 +94,18 @@ def guided_gradcam(
     targets: Targets = None,
     input_index: int = 0,
     to_grid: GridFn | None = None,
-    **model_kwargs: Any,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> Explanation:
     """Guided Grad-CAM: guided backprop times the bilinearly upsampled Grad-CAM map.
 
     The Grad-CAM part uses plain gradients (the paper's definition); targets are resolved
     once, by the Grad-CAM pass, so both factors explain the same targets.
     """
+    common = {"input_index": input_index, "model_kwargs": model_kwargs}
     with GradCAM(model, layer, to_grid=to_grid) as cam:
-        coarse = cam(*inputs, targets=targets, **model_kwargs)
+        coarse = cam(*inputs, targets=targets, **common)
     ids = coarse.targets if coarse.targets is not None else targets
-    guided = InputGradients(model, "guided", input_index)(*inputs, targets=ids, **model_kwargs)
+    guided = InputGradients(model, "guided")(*inputs, targets=ids, **common)
     size = tuple(guided.channels.shape[-2:])
     channels = guided.channels * upsample(coarse.maps, size).unsqueeze(2)
     return Explanation(
@@ -93,4 +116,5 @@ def guided_gradcam(
         alphas=coarse.alphas,
         layer=coarse.layer,
         channels=channels,
+        meta=coarse.meta,
     )

@@ -12,7 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from vlx.cam import input_size, warn_if_training
+from vlx.errors import InputError
 from vlx.explanation import Explanation
+from vlx.methods import OCCLUSION_STRIDE, OCCLUSION_WINDOW
 from vlx.targets import Targets, target_scores
 
 
@@ -20,27 +23,36 @@ def occlusion(
     model: nn.Module,
     *inputs: Any,
     targets: Targets = None,
-    window: int | tuple[int, int] = 16,
-    stride: int | tuple[int, int] = 8,
+    window: int | tuple[int, int] = OCCLUSION_WINDOW,
+    stride: int | tuple[int, int] = OCCLUSION_STRIDE,
     baseline: float | torch.Tensor = 0.0,
     batch_size: int = 64,
     input_index: int = 0,
+    model_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
-    **model_kwargs: Any,
 ) -> Explanation:
     """(N, T, H, W) occlusion maps for T targets per input, at input resolution.
 
-    Other inputs (questions, captions) and tensor keyword arguments whose first dimension is
-    N are repeated alongside each occluded copy of their image.
+    Other inputs (questions, captions) and tensor ``model_kwargs`` whose first dimension is
+    N are repeated alongside each occluded copy of their image. A stride larger than the
+    window would leave pixels no window covers, so it is refused (as Captum does).
     """
+    meta = input_size(inputs, input_index)
+    warn_if_training(model)
+    model_kwargs = dict(model_kwargs or {})
     image = inputs[input_index]
     n, _, height, width = image.shape
     win_h, win_w = _pair(window, "window")
     step_h, step_w = _pair(stride, "stride")
     if win_h > height or win_w > width:
-        raise ValueError(f"window {(win_h, win_w)} is larger than the input {(height, width)}")
+        raise InputError(f"window {(win_h, win_w)} is larger than the input {(height, width)}")
+    if step_h > win_h or step_w > win_w:
+        raise InputError(
+            f"stride {(step_h, step_w)} is larger than the window {(win_h, win_w)}: pixels "
+            "between windows would get no value; use a stride of at most the window"
+        )
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
     with torch.no_grad():
         clean, ids = target_scores(model(*inputs, **model_kwargs), targets)
     fixed_targets = targets if ids is None else ids
@@ -75,14 +87,14 @@ def occlusion(
         scores=clean,
         targets=ids,
         method="occlusion",
-        meta={"window": (win_h, win_w), "stride": (step_h, step_w)},
+        meta={**meta, "window": (win_h, win_w), "stride": (step_h, step_w)},
     )
 
 
 def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"{name} must be a positive int or (h, w), got {value!r}")
+        raise InputError(f"{name} must be a positive int or (h, w), got {value!r}")
     return pair
 
 

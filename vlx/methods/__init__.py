@@ -1,0 +1,76 @@
+"""Every attribution method by name, behind one entry point that adapters and commands share.
+
+Every method takes the same arguments: the model, its inputs, ``targets``, ``layer`` (the
+Grad-CAM family), ``input_index`` (which input is the image), ``to_grid`` (token layers) and
+``model_kwargs`` (keyword arguments for the model, never mistaken for a method's own).
+The method names are importable without torch (the CLI's parser uses them); the methods
+themselves are imported when ``explain`` runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vlx.errors import InputError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from vlx.cam import GridFn
+    from vlx.explanation import Explanation
+    from vlx.targets import Targets
+
+METHODS: tuple[str, ...] = (
+    "gradcam",
+    "counterfactual",
+    "guided-backprop",
+    "deconvolution",
+    "guided-gradcam",
+    "occlusion",
+)
+OCCLUSION_WINDOW = 32
+"""Occlusion's default window and stride in input pixels, everywhere a method runs by name."""
+OCCLUSION_STRIDE = 16
+
+
+def check_methods(methods: list[str]) -> list[str]:
+    """Validate method names early, before any work or any file is written."""
+    if not methods:
+        raise InputError(f"no method given; valid methods: {', '.join(METHODS)}")
+    for method in methods:
+        if method not in METHODS:
+            raise InputError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    return methods
+
+
+def explain(
+    model: nn.Module,
+    *inputs: Any,
+    method: str = "gradcam",
+    targets: Targets = None,
+    layer: nn.Module | str | None = None,
+    to_grid: GridFn | None = None,
+    input_index: int = 0,
+    model_kwargs: dict[str, Any] | None = None,
+    window: int | tuple[int, int] = OCCLUSION_WINDOW,
+    stride: int | tuple[int, int] = OCCLUSION_STRIDE,
+) -> Explanation:
+    """Run ``method`` for ``targets`` on ``model(*inputs, **model_kwargs)``.
+
+    ``window`` and ``stride`` are occlusion's; the other methods ignore them.
+    """
+    check_methods([method])
+    from vlx.cam import GradCAM
+    from vlx.methods.guided import InputGradients, guided_gradcam
+    from vlx.methods.occlusion import occlusion
+
+    common = {"targets": targets, "input_index": input_index, "model_kwargs": model_kwargs}
+    if method in ("gradcam", "counterfactual"):
+        with GradCAM(model, layer, to_grid=to_grid) as cam:
+            return cam(*inputs, counterfactual=method == "counterfactual", **common)
+    if method in ("guided-backprop", "deconvolution"):
+        rule = "guided" if method == "guided-backprop" else "deconv"
+        return InputGradients(model, rule)(*inputs, **common)
+    if method == "guided-gradcam":
+        return guided_gradcam(model, *inputs, layer=layer, to_grid=to_grid, **common)
+    return occlusion(model, *inputs, window=window, stride=stride, **common)

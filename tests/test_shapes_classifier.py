@@ -117,7 +117,8 @@ def test_training_writes_a_checkpoint_that_reloads(tmp_path) -> None:
     options = ClassifierTraining(
         out=tmp_path / "c.pt", classification=data, widths=TINY, steps=3, batch=4, eval_images=8
     )
-    model, metrics = (lambda done: (done.model, done.metrics))(train(ClassifierRecipe, options))
+    trained = train(ClassifierRecipe, options)
+    model, metrics = trained.model, trained.metrics
     assert set(metrics) == {"loss", "val_accuracy", "eval_images"}
     assert 0.0 <= metrics["val_accuracy"] <= 1.0 and metrics["eval_images"] == 8
     meta = read_metadata(tmp_path / "c.pt")

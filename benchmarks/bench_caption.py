@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable
 
 import torch
+from PIL import Image
 from torch import nn
 
 from vlx.data.shapes import SPLITS, ShapesWorld
-from vlx.models.encoders import arrays_to_tensor
-from vlx.tasks.captioning import Captioner
+from vlx.task import Example
+from vlx.tasks.captioning import ShowAndTellCaptioner
 
 WORDS = 12
 
@@ -45,10 +46,12 @@ def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> f
 class FixedCaption(nn.Module):
     """What a pytorch-grad-cam user writes: a single-input model with the caption baked in."""
 
-    def __init__(self, captioner: Captioner, words: list[str]) -> None:
+    def __init__(self, captioner: ShowAndTellCaptioner, words: list[str]) -> None:
         super().__init__()
         self.model = captioner.model
-        self.tokens = captioner.teacher_forcing(words, 1)
+        vocabulary = captioner.vocabulary
+        self.tokens = torch.tensor([[vocabulary.start, *vocabulary.encode(words)]],
+                                   device=captioner.device)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images, self.tokens.expand(images.shape[0], -1))
@@ -60,23 +63,25 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    captioner = Captioner.load(device=device)
+    captioner = ShowAndTellCaptioner.load(device=device)
     world = ShapesWorld(seed=0)
     scene = next(
         world.scene(i) for i in range(SPLITS["test"][0], SPLITS["test"][0] + 1000)
         if len(world.scene(i).caption().split()) >= WORDS
     )
     words = scene.caption().split()[:WORDS]
-    inputs = arrays_to_tensor([scene.image]).to(device)
+    batch = captioner.prepare([Example(Image.fromarray(scene.image), " ".join(words))])
+    inputs = batch.inputs
+    every, last = captioner.targets(batch), captioner.targets(batch, [WORDS - 1])
+    alone = [captioner.targets(batch, [t]) for t in range(WORDS)]
 
     rows = {
-        "all 12 words (vlx)": median_ms(lambda: captioner.explain(inputs, words), args.repeats, device),
-        "one word (vlx)": median_ms(
-            lambda: captioner.explain(inputs, words, positions=[WORDS - 1]), args.repeats, device
-        ),
+        "all 12 words (vlx)": median_ms(lambda: captioner.explain(batch, every), args.repeats,
+                                        device),
+        "one word (vlx)": median_ms(lambda: captioner.explain(batch, last), args.repeats, device),
     }
     rows["loop of 12 (vlx, one word per call)"] = median_ms(
-        lambda: [captioner.explain(inputs, words, positions=[t]) for t in range(WORDS)],
+        lambda: [captioner.explain(batch, targets) for targets in alone],
         max(1, args.repeats // 3), device,
     )
     try:

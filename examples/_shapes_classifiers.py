@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw
 
 from vlx.cam import GradCAM
 from vlx.checkpoints import read_metadata
-from vlx.commands.explain import resolve_device
 from vlx.data.shapes import Scene
+from vlx.devices import resolve_device
 from vlx.dissect.cache import cache_root
 from vlx.errors import InputError
 from vlx.explanation import normalize

@@ -25,13 +25,14 @@ from _shapes_classifiers import figure_path, markdown_table, write_results
 from PIL import Image, ImageDraw
 
 from vlx.adversarial import targeted_pgd
-from vlx.commands.explain import resolve_device
+from vlx.devices import resolve_device
 from vlx.evaluate.energy import inside_outside_ratio
 from vlx.evaluate.pointing import pointing_hits
 from vlx.explanation import normalize, upsample
 from vlx.images import load_image
+from vlx.methods import explain
 from vlx.render import as_rgb, grid, overlay, save_png
-from vlx.tasks.classification import ImageClassifier
+from vlx.tasks.classification import ImageClassification
 
 NAME = "adversarial"
 ASSETS = Path(__file__).resolve().parents[1] / "vlx" / "assets"
@@ -76,7 +77,7 @@ def box_mask(box: tuple[int, int, int, int], source: tuple[int, int], size: tupl
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parser().parse_args(argv)
     device = resolve_device(args.device)
-    classifier = ImageClassifier.load(device=str(device))
+    classifier = ImageClassification.load(device=device)
     preprocess = classifier.classifier.preprocess
     to_pixels = dataclasses.replace(preprocess, mean=(0.0,) * 3, std=(1.0,) * 3)
     targets = [classifier.class_index(t) for t in args.targets]
@@ -116,13 +117,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
-def probabilities(classifier: ImageClassifier, pixels: torch.Tensor) -> torch.Tensor:
+def probabilities(classifier: ImageClassification, pixels: torch.Tensor) -> torch.Tensor:
     """(N, C) class probabilities of [0, 1] pixels at the model's input size."""
     with torch.no_grad():
         return classifier.model(normalised(classifier, pixels)).softmax(-1)
 
 
-def normalised(classifier: ImageClassifier, pixels: torch.Tensor) -> torch.Tensor:
+def normalised(classifier: ImageClassification, pixels: torch.Tensor) -> torch.Tensor:
     """The model's input for [0, 1] pixels: its preprocessing's mean and std applied."""
     preprocess = classifier.classifier.preprocess
     mean = torch.tensor(preprocess.mean, device=pixels.device).view(1, 3, 1, 1)
@@ -131,7 +132,7 @@ def normalised(classifier: ImageClassifier, pixels: torch.Tensor) -> torch.Tenso
 
 
 def measure(
-    classifier: ImageClassifier, clean: torch.Tensor, adversarial: torch.Tensor, original: int,
+    classifier: ImageClassification, clean: torch.Tensor, adversarial: torch.Tensor, original: int,
     target: int, mask: torch.Tensor,
 ) -> dict:
     """Probabilities before and after the attack, and where Grad-CAM for the original and the
@@ -143,9 +144,10 @@ def measure(
     top = int(after.argmax())
     clean_top3 = before.topk(3).indices
     maps = {
-        "clean": classifier.explain(normalised(classifier, clean), targets=[[original, target]]),
-        "adversarial": classifier.explain(normalised(classifier, adversarial),
-                                          targets=[[original, target]]),
+        "clean": explain(classifier.model, normalised(classifier, clean),
+                         targets=[[original, target]], layer=classifier.layer),
+        "adversarial": explain(classifier.model, normalised(classifier, adversarial),
+                               targets=[[original, target]], layer=classifier.layer),
     }
     masks = mask.expand(1, 2, -1, -1)
     result = {

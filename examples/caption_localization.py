@@ -22,11 +22,13 @@ from pathlib import Path
 
 from _shapes_classifiers import markdown_table, percent, write_results
 
-from vlx.commands.explain import resolve_device
-from vlx.data.shapes import SPLITS, ShapesWorld
+from vlx.data.shapes import ShapesWorld
+from vlx.devices import resolve_device
+from vlx.evaluate import measures
+from vlx.evaluate.sources import evaluation_data
 from vlx.files import write_text_atomic
 from vlx.models.captioner_training import object_naming
-from vlx.tasks.captioning import WORD_SCORES, Captioner, caption_pointing
+from vlx.tasks.captioning import WORD_SCORES, ShowAndTellCaptioner
 from vlx.training import progress
 
 LAYERS = ("encoder.stages.0", "encoder.stages.1", "encoder.stages.2")
@@ -48,27 +50,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
     device = str(resolve_device(args.device))
     images = 3 if args.fast else args.images
     checkpoints = dict(c.split("=", 1) for c in args.checkpoint or []) or {"shipped": None}
-    world, first = ShapesWorld(seed=0), SPLITS["test"][0]
+    world = ShapesWorld(seed=0)
     rows = []
     runs = [(n, layer, s) for n in checkpoints for layer in LAYERS for s in WORD_SCORES]
-    loaded: dict[str, tuple[Captioner, float]] = {}
+    loaded: dict[str, tuple[ShowAndTellCaptioner, float]] = {}
     for step in progress(0, len(runs), "caption localization"):
         name, layer, score = runs[step]
         if name not in loaded:
-            captioner = Captioner.load(checkpoints[name], device)
+            captioner = ShowAndTellCaptioner.load(checkpoints[name], device)
             naming = object_naming(captioner.model, captioner.vocabulary, world, images)
             loaded[name] = (captioner, naming["object_naming"])
         captioner, named = loaded[name]
-        result = caption_pointing(captioner, world, first, images, layer, progress=False,
-                                  score=score)
+        captioner.score = score
+        data = evaluation_data(captioner, "shapes", images, "pointing")
+        result = measures.pointing(captioner, data, layer)["categories"]
         rows.append({"checkpoint": name, "pool": captioner.model.config.pool,
-                     "object_naming": named, "layer": layer, "score": score, **result})
+                     "object_naming": named, "layer": layer, "score": score, "pointing": result})
     table = markdown_table(
         ["checkpoint", "pool", "objects named", "layer", "target", *CATEGORIES],
         [
             [row["checkpoint"], row["pool"], percent(row["object_naming"]), row["layer"],
-             row["score"], *(f"{percent(row['lenient'][c]['accuracy'])} / "
-                             f"{percent(row['strict'][c]['accuracy'])}" for c in CATEGORIES)]
+             row["score"], *(f"{percent(row['pointing'][c]['accuracy'])} / "
+                             f"{percent(row['pointing'][c]['described'])}" for c in CATEGORIES)]
             for row in rows
         ],
     )

@@ -5,7 +5,7 @@ explained word by word (target: log p(w_t | image, w_<t), teacher forcing), one 
 word as in the paper's Fig. 11. The pointing figures explain the scene's reference caption
 and mark, for each grounded word, the map's peak (circle) and the pixels the word refers to
 (outline): a hit when the peak lies inside. The table is the pointing game per word category
-on N test scenes (`vlx.tasks.captioning.caption_pointing`) next to the centre and random-point
+on N test scenes (`vlx evaluate pointing --task caption`) next to the centre and random-point
 baselines and the paper's 30.0% on COCO. A second table says where the colour and shape words'
 peaks land: on the object the word describes, on another object (of the word's kind or not),
 or on the background, near the described object (within Zhang et al.'s pointing tolerance,
@@ -25,13 +25,17 @@ import torch
 from _shapes_classifiers import figure_path, markdown_table, percent, write_results
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from vlx.commands.explain import resolve_device
 from vlx.data.shapes import SPLITS, Scene, ShapesWorld
+from vlx.devices import resolve_device
+from vlx.evaluate import measures
 from vlx.evaluate.pointing import grown, pointing_hits, zhang_tolerance
+from vlx.evaluate.sources import SHAPES_CATEGORIES, evaluation_data
 from vlx.explanation import Explanation, peak_coordinates, upsample
-from vlx.models.encoders import arrays_to_tensor
 from vlx.render import explanation_picture, grid, save_png
-from vlx.tasks.captioning import POINTED_CATEGORIES, Captioner, caption_pointing
+from vlx.task import Example
+from vlx.tasks.captioning import ShowAndTellCaptioner
+
+POINTED_CATEGORIES = SHAPES_CATEGORIES[("caption", "pointing")]
 
 NAME = "caption_words"
 PANEL = 192  # scenes are 128 px: shown enlarged, pixels kept crisp
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     device = resolve_device(args.device)
     images, drawn = (3, 1) if args.fast else (args.images, args.figures)
-    captioner = Captioner.load(device=str(device))
+    captioner = ShowAndTellCaptioner.load(device=device)
     world = ShapesWorld(seed=0)
     first = SPLITS["test"][0]
     figures, captions = [], []
@@ -92,7 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
         generated = word_figure(captioner, scene, args.out)
         figures += [generated[0], pointing_figure(captioner, scene, args.out)]
         captions.append((index - first, generated[1], scene.caption()))
-    result = caption_pointing(captioner, world, first, images, progress=True)
+    data = evaluation_data(captioner, "shapes", images, "pointing")
+    result = measures.pointing(captioner, data)
     result["peaks"] = peak_places(captioner, world, first, images)
     write_results(args.out, NAME, report(result, images, captions))
     print("figures: " + ", ".join(str(f) for f in figures))
@@ -108,7 +113,7 @@ relation to the one before ("... a blue star below a red circle"), whose words c
 move the later object's log-probs."""
 
 
-def peak_places(captioner: Captioner, world: ShapesWorld, first: int, count: int) -> dict:
+def peak_places(captioner: ShowAndTellCaptioner, world: ShapesWorld, first: int, count: int) -> dict:
     """Where reference-caption words' maps peak: per category, the share of words whose peak
     lies in each of ``PLACES`` (whether a miss is near the object or elsewhere); and per
     category and ``MENTIONS``, the hit rate on the described object, the share of peaks on the
@@ -119,8 +124,7 @@ def peak_places(captioner: Captioner, world: ShapesWorld, first: int, count: int
     for index in range(first, first + count):
         scene = world.scene(index)
         tokens = scene.caption_grounding()
-        inputs = arrays_to_tensor([scene.image]).to(captioner.device)
-        maps = captioner.explain(inputs, [t.word for t in tokens]).maps
+        maps = _reference_maps(captioner, scene).maps
         peaks = peak_coordinates(upsample(maps.cpu(), scene.image.shape[:2]))[0]
         masks = torch.from_numpy(np.stack([o.mask for o in scene.objects]))
         near = grown(masks, zhang_tolerance(scene.image.shape[0]))
@@ -160,12 +164,18 @@ def peak_places(captioner: Captioner, world: ShapesWorld, first: int, count: int
     return {"places": places, "mentions": by_mention}
 
 
-def word_figure(captioner: Captioner, scene: Scene, out: Path) -> tuple[Path, str]:
+def _reference_maps(captioner: ShowAndTellCaptioner, scene: Scene) -> Explanation:
+    """Every word of the scene's reference caption, explained by teacher forcing."""
+    batch = captioner.prepare([Example(Image.fromarray(scene.image), scene.caption())])
+    return captioner.explain(batch, captioner.targets(batch))
+
+
+def word_figure(captioner: ShowAndTellCaptioner, scene: Scene, out: Path) -> tuple[Path, str]:
     """Fig. 11: the scene and one overlay per word of its generated caption."""
     picture = enlarged(scene)
-    inputs = captioner.prepare([Image.fromarray(scene.image)])
-    words = captioner.caption(inputs)[0]
-    explanation = captioner.explain(inputs, words)
+    batch = captioner.prepare([Example(Image.fromarray(scene.image))])
+    words = list(captioner.predict(batch)[0][0].words)
+    explanation = captioner.explain(batch, captioner.targets(batch))
     panels = [("input", picture)] + [
         (f"{word} ({float(explanation.scores[0, t]):.2f})",
          explanation_picture(explanation, 0, t, picture))
@@ -178,12 +188,11 @@ def word_figure(captioner: Captioner, scene: Scene, out: Path) -> tuple[Path, st
     )
 
 
-def pointing_figure(captioner: Captioner, scene: Scene, out: Path) -> Path:
+def pointing_figure(captioner: ShowAndTellCaptioner, scene: Scene, out: Path) -> Path:
     """The reference caption's grounded words: map, peak and the word's pixels (any instance)."""
     picture = enlarged(scene)
     tokens = scene.caption_grounding()
-    inputs = captioner.prepare([Image.fromarray(scene.image)])
-    explanation = captioner.explain(inputs, [t.word for t in tokens])
+    explanation = _reference_maps(captioner, scene)
     panels = [("input", picture)]
     for t, token in enumerate(tokens):
         if token.category in POINTED_CATEGORIES:
@@ -197,13 +206,13 @@ def pointing_figure(captioner: Captioner, scene: Scene, out: Path) -> Path:
 
 
 def report(result: dict, images: int, captions: list[tuple[int, str, str]]) -> str:
-    lenient, strict = result["lenient"], result["strict"]
+    lenient = result["categories"]
     rows = []
     for category in POINTED_CATEGORIES:
         if category in lenient:
             row = lenient[category]
             rows.append([category, row["count"], percent(row["accuracy"]),
-                         percent(strict[category]["accuracy"]), percent(row["centre"]),
+                         percent(row["described"]), percent(row["centre"]),
                          percent(row["random"]), ""])
     total = sum(r["count"] for r in lenient.values())
     if total:
@@ -211,7 +220,7 @@ def report(result: dict, images: int, captions: list[tuple[int, str, str]]) -> s
             return percent(sum(r[key] * r["count"] for r in summary.values()) / total)
 
         rows.append(["all grounded words", total, overall(lenient, "accuracy"),
-                     overall(strict, "accuracy"), overall(lenient, "centre"),
+                     overall(lenient, "described"), overall(lenient, "centre"),
                      overall(lenient, "random"), percent(PAPER_POINTING)])
     header = ["word category", "words", "pointing, any instance", "pointing, described object",
               "centre baseline", "random point", "*paper* (COCO)"]

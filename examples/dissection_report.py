@@ -25,25 +25,26 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from vlx.commands.explain import DEMO_IMAGES, resolve_device
-from vlx.commands.textual import LayerSubject, model_key
+from vlx.commands.textual import model_key
 from vlx.data.shapes import SPLITS, Scene, ShapesWorld
+from vlx.devices import resolve_device
 from vlx.dissect import Dissection, UnitName, cached_dissection, load_probe, unit_activations
 from vlx.dissect.figure import units_figure
 from vlx.explanation import Explanation
 from vlx.files import write_text_atomic
-from vlx.models.encoders import arrays_to_tensor
-from vlx.models.vqa_lstm_cnn import ENCODER_LAYER, encode_questions
+from vlx.images import DEMO_IMAGES
+from vlx.models.vqa_lstm_cnn import ENCODER_LAYER
 from vlx.render import explanation_picture, save_png, textual_figure
-from vlx.tasks.captioning import Captioner
-from vlx.tasks.classification import ImageClassifier
-from vlx.tasks.vqa import VisualQA
+from vlx.task import Example, LayerSubject
+from vlx.tasks.captioning import ShowAndTellCaptioner
+from vlx.tasks.classification import ImageClassification
+from vlx.tasks.vqa import ShapesVQA
 from vlx.textual import TOP_UNITS, TextualExplanation, textual_explanation
 
 CATEGORIES = ("colour", "shape", "texture")
@@ -90,12 +91,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     world = ShapesWorld(seed=0)
     first = SPLITS["val"][0]
 
-    captioner = Captioner.load(device=device)
-    vqas = {name: VisualQA.load(name, device) for name in ("coattention", "lstm-cnn")}
+    captioner = ShowAndTellCaptioner.load(device=device)
+    vqas = {name: ShapesVQA.load(name, device) for name in ("coattention", "lstm-cnn")}
     encoders = {"captioner": captioner, **vqas}
     dissections = {
-        name: dissect(LayerSubject(task.model, ENCODER_LAYER, task.prepare, name,
-                                   forward=task.model.encoder), probe_images, device, args.cache)
+        name: dissect(replace(task.dissection_subject(ENCODER_LAYER), name=name), probe_images,
+                      device, args.cache)
         for name, task in encoders.items()
     }
     own = {"captioner": caption_concepts(captioner, dissections["captioner"].units, world,
@@ -103,8 +104,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for name, vqa in vqas.items():
         own[name] = answer_concepts(vqa, dissections[name].units, world, first, scenes, out, name)
 
-    classifier = ImageClassifier.load("efficientnet_lite0", device)
-    lite = LayerSubject(classifier.model, "bn2", classifier.prepare, "efficientnet_lite0")
+    classifier = ImageClassification.load("efficientnet_lite0", device)
+    lite = classifier.dissection_subject("bn2")
     lite_dissection = dissect(lite, probe_images, device, args.cache)
     classifier_figure(classifier, lite_dissection.units, out)
     unit_pictures(lite, lite_dissection, probe_images, device, out)
@@ -137,7 +138,7 @@ def fractions(dissection: Dissection) -> dict[str, float]:
 
 
 def caption_concepts(
-    captioner: Captioner, units: list[UnitName], world: ShapesWorld, first: int, count: int,
+    captioner: ShowAndTellCaptioner, units: list[UnitName], world: ShapesWorld, first: int, count: int,
     out: Path,
 ) -> OwnConcept:
     """Own concept in the top-5 units of each colour and shape word of the reference captions
@@ -146,8 +147,8 @@ def caption_concepts(
     figure: Path | None = out / "figures" / "dissection_caption.png"
     for scene in _scenes(world, first, count, "caption words"):
         tokens = scene.caption_grounding()
-        inputs = arrays_to_tensor([scene.image]).to(captioner.device)
-        explanation = captioner.explain(inputs, [t.word for t in tokens])
+        batch = captioner.prepare([Example(Image.fromarray(scene.image), scene.caption())])
+        explanation = captioner.explain(batch, captioner.targets(batch))
         for t, token in enumerate(tokens):
             if token.category not in TARGET_CATEGORIES:
                 continue
@@ -161,7 +162,7 @@ def caption_concepts(
 
 
 def answer_concepts(
-    vqa: VisualQA, units: list[UnitName], world: ShapesWorld, first: int, count: int,
+    vqa: ShapesVQA, units: list[UnitName], world: ShapesWorld, first: int, count: int,
     out: Path, name: str,
 ) -> OwnConcept:
     """Own concept in the top-5 units of the true answer of every colour and shape question
@@ -172,10 +173,10 @@ def answer_concepts(
         asked = [q for q in scene.questions() if q.kind in TARGET_CATEGORIES]
         if not asked:
             continue
-        image = arrays_to_tensor([scene.image]).to(vqa.device).expand(len(asked), -1, -1, -1)
-        questions = encode_questions(vqa.questions, [q.text for q in asked]).to(vqa.device)
-        answers = [[vqa.answers.index(q.answer)] for q in asked]
-        explanation = vqa.explain(image, questions, answers, layer=ENCODER_LAYER)
+        image = Image.fromarray(scene.image)
+        batch = vqa.prepare([Example(image, q.text) for q in asked])
+        targets = vqa.targets(batch, [[q.answer] for q in asked])
+        explanation = vqa.explain(batch, targets, layer=ENCODER_LAYER)
         for i, question in enumerate(asked):
             text = textual_explanation(explanation.alphas[i, 0], units, question.answer,
                                        layer=explanation.layer)
@@ -195,12 +196,12 @@ def label_counts(units: list[UnitName]) -> dict[str, int]:
     return counts
 
 
-def classifier_figure(classifier: ImageClassifier, units: list[UnitName], out: Path) -> None:
+def classifier_figure(classifier: ImageClassification, units: list[UnitName], out: Path) -> None:
     """Fig. 9 for the bundled cat photo's top class, with names from the ShapesWorld probe."""
     image = Image.open(DEMO_IMAGES[0]).convert("RGB")
-    inputs = classifier.prepare([image])
-    top = classifier.predict(inputs, 1)[0][0]
-    explanation = classifier.explain(inputs, targets=[[top.index]], layer="bn2")
+    batch = classifier.prepare([Example(image)])
+    top = classifier.predict(batch, 1)[0][0]
+    explanation = classifier.explain(batch, classifier.targets(batch), layer="bn2")
     text = textual_explanation(explanation.alphas[0, 0], units, top.name, layer="bn2")
     picture = textual_figure(image, explanation_picture(explanation, 0, 0, image), text)
     save_png(picture, out / "figures" / "dissection_efficientnet.png")

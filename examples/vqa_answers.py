@@ -5,9 +5,9 @@ the shipped co-attention model and the LSTM-CNN, and Grad-CAM explains the true 
 other answers (the colours of other objects in the scene first) in one forward and one batched
 backward: one overlay per answer with its pre-softmax score, the object asked about outlined
 and each map's peak circled, as in the paper's Fig. 12. The tables: the pointing game for the
-correct answer's map per question kind (`vlx.tasks.vqa.vqa_pointing`), and the rank
+correct answer's map per question kind (`vlx evaluate pointing --task vqa`), and the rank
 correlation of Grad-CAM and Guided Backprop maps with occlusion maps
-(`vlx.tasks.vqa.vqa_faithfulness`; paper 0.60 vs 0.42).
+(`vlx evaluate faithfulness --task vqa`; paper 0.60 vs 0.42).
 
     python examples/vqa_answers.py                   # 300 scenes pointing and faithfulness
     python examples/vqa_answers.py --fast
@@ -22,11 +22,14 @@ from _shapes_classifiers import figure_path, markdown_table, percent, write_resu
 from caption_words import enlarged, pointing_picture
 from PIL import Image
 
-from vlx.commands.explain import resolve_device
 from vlx.data.shapes import COLOURS, SPLITS, Question, Scene, ShapesWorld
-from vlx.models.vqa_lstm_cnn import ENCODER_LAYER, encode_questions
+from vlx.devices import resolve_device
+from vlx.evaluate import measures
+from vlx.evaluate.sources import POINTED_KINDS, evaluation_data
+from vlx.models.vqa_lstm_cnn import ENCODER_LAYER
 from vlx.render import grid, save_png
-from vlx.tasks.vqa import POINTED_KINDS, VisualQA, vqa_faithfulness, vqa_pointing
+from vlx.task import Example
+from vlx.tasks.vqa import ShapesVQA
 
 NAME = "vqa_answers"
 MODELS = {"coattention": "co-attention", "lstm-cnn": "LSTM-CNN"}
@@ -57,19 +60,23 @@ def main(argv: list[str] | None = None) -> dict:
     )
     world = ShapesWorld(seed=0)
     first = SPLITS["test"][0]
-    models = {name: VisualQA.load(name, str(device)) for name in MODELS}
+    models = {name: ShapesVQA.load(name, device) for name in MODELS}
     figures = [answer_figure(models, scene, question, args.out)
                for scene, question in colour_questions(world, first, drawn)]
+
+    def pointing(vqa: ShapesVQA, layer: str | None = None) -> dict:
+        data = evaluation_data(vqa, "shapes", pointed, "pointing")
+        return measures.pointing(vqa, data, layer)["categories"]
+
     results = {
         name: {
-            "pointing": vqa_pointing(vqa, world, first, pointed),
-            "faithfulness": vqa_faithfulness(vqa, world, first, faithful),
+            "pointing": pointing(vqa),
+            "faithfulness": measures.faithfulness(
+                vqa, evaluation_data(vqa, "shapes", faithful, "faithfulness"))["methods"],
         }
         for name, vqa in models.items()
     }
-    results["coattention"]["encoder pointing"] = vqa_pointing(
-        models["coattention"], world, first, pointed, layer=ENCODER_LAYER
-    )
+    results["coattention"]["encoder pointing"] = pointing(models["coattention"], ENCODER_LAYER)
     write_results(args.out, NAME, report(results, pointed, faithful))
     print("figures: " + ", ".join(str(f) for f in figures))
     return results
@@ -95,7 +102,7 @@ def forced_answers(scene: Scene, question: Question) -> list[str]:
 
 
 def answer_figure(
-    models: dict[str, VisualQA], scene: Scene, question: Question, out: Path
+    models: dict[str, ShapesVQA], scene: Scene, question: Question, out: Path
 ) -> Path:
     """Fig. 12: per model, the input and one overlay per forced answer with its score."""
     picture = enlarged(scene, PANEL)
@@ -103,12 +110,10 @@ def answer_figure(
     mask = scene.object_mask(question.referent)
     panels = []
     for name, vqa in models.items():
-        inputs = vqa.prepare([Image.fromarray(scene.image)])
-        questions = encode_questions(vqa.questions, [question.text]).to(vqa.device)
-        predicted = vqa.predict(inputs, questions, top_k=1)[0][0]
-        indices = [vqa.answer_index(a) for a in answers]
-        explanation = vqa.explain(inputs, questions, [indices])
-        panels.append((f"{MODELS[name]}: says {predicted.text}", picture))
+        batch = vqa.prepare([Example(Image.fromarray(scene.image), question.text)])
+        predicted = vqa.predict(batch, top_k=1)[0][0]
+        explanation = vqa.explain(batch, vqa.targets(batch, answers))
+        panels.append((f"{MODELS[name]}: says {predicted.name}", picture))
         for t, answer in enumerate(answers):
             panel, _ = pointing_picture(explanation, t, picture, mask)
             panels.append((f"{answer}: {float(explanation.scores[0, t]):.1f}", panel))

@@ -21,6 +21,7 @@ from vlx.cam import GridFn
 from vlx.errors import InputError
 from vlx.images import Preprocess
 from vlx.layers import TokenGrid, last_module_named
+from vlx.targets import logits_of
 
 DEFAULT_CLASSIFIER = "efficientnet_lite0"
 SHAPES_CLASSIFIER = "shapes"
@@ -144,8 +145,22 @@ def _random_weights(name: str, model: nn.Module, warn: bool = True) -> Classifie
 
 
 def _output_size(model: nn.Module) -> int:
-    with torch.no_grad():
-        return int(model.eval()(torch.zeros(1, 3, 224, 224)).shape[-1])
+    """The number of classes, read off one forward of a blank 224 x 224 image."""
+    try:
+        with torch.no_grad():
+            logits = logits_of(model.eval()(torch.zeros(1, 3, 224, 224)))
+    except (TypeError, ValueError, RuntimeError, IndexError) as err:  # not an image model
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(
+            f"the model does not classify a 3 x 224 x 224 image ({reason}); give an image "
+            "classifier"
+        ) from None
+    if logits.dim() != 2:
+        raise InputError(
+            f"the model gives a {tuple(logits.shape)} output for one image, not class scores "
+            "(1, C); give an image classifier"
+        )
+    return int(logits.shape[-1])
 
 
 @lru_cache(maxsize=1)
@@ -182,7 +197,19 @@ def _from_import(module_name: str, attribute: str) -> nn.Module:
     if not hasattr(module, attribute):
         raise InputError(f"module {module_name!r} has no attribute {attribute!r}")
     value = getattr(module, attribute)
-    model = value if isinstance(value, nn.Module) else value()
+    if isinstance(value, nn.Module):
+        model = value
+    elif callable(value):
+        try:
+            model = value()
+        except (TypeError, ValueError, RuntimeError) as err:  # it needs arguments, or fails
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(
+                f"{module_name}:{attribute}() could not build a model ({reason}); give an "
+                "nn.Module or a function that builds one with no arguments"
+            ) from None
+    else:
+        raise InputError(f"{module_name}:{attribute} is a {type(value).__name__}, not a model")
     if not isinstance(model, nn.Module):
         raise InputError(f"{module_name}:{attribute} gave a {type(model).__name__}, not an nn.Module")
     return model

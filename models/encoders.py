@@ -20,6 +20,13 @@ LAST_STAGE_KERNELS = {71: (3, 3), 55: (3, 1), 39: (1, 1)}
 """The encoder's receptive field in pixels -> the kernels of its last stage's convolutions."""
 
 
+def shapes_batch(images: list) -> torch.Tensor:
+    """``SHAPES_PREPROCESS`` of PIL images, in the channels-last memory layout the ShapesWorld
+    models are trained on (their convolutions run faster on it, and their numbers are the
+    ones measured on it)."""
+    return SHAPES_PREPROCESS.batch(images).contiguous(memory_format=torch.channels_last)
+
+
 def arrays_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
     """(N, 3, H, W) model input from uint8 (H, W, 3) arrays already at the model's size:
     ``SHAPES_PREPROCESS`` without the resize, for fast training batches."""

@@ -117,7 +117,11 @@ class LSTMCNNConfig:
     """``pool`` makes the global image feature: the spatial mean (the paper's, a VGG fc7 in
     spirit) or the spatial maximum, which says "somewhere in the image" whatever an object's
     size; ``coordinates`` gives the encoder's last stage x/y channels, so a unit can fire for
-    "a red circle on the left" and a pooled feature still knows where things are."""
+    "a red circle on the left" and a pooled feature still knows where things are;
+    ``question_norm`` layer-normalises the LSTM's states before the question's tanh layer: the
+    cell state grows in training until that tanh saturates, and then every "is there a red
+    star?" question gets one and the same code (measured: 36 such questions 0.003 apart, at
+    norm 16), so yes/no questions stay at chance."""
 
     vocab_size: int
     answers: int
@@ -129,6 +133,7 @@ class LSTMCNNConfig:
     widths: tuple[int, int, int, int] = (16, 32, 48, 64)
     pool: str = "mean"
     coordinates: bool = False
+    question_norm: bool = False
 
 
 class VQALSTMCNN(VQAModel):
@@ -145,6 +150,7 @@ class VQALSTMCNN(VQAModel):
         self.image = nn.Linear(self.encoder.channels, config.common)
         self.embed = nn.Embedding(config.vocab_size, config.embed, padding_idx=0)
         self.lstm = nn.LSTM(config.embed, config.hidden, num_layers=2, batch_first=True)
+        self.question_norm = nn.LayerNorm(4 * config.hidden) if config.question_norm else None
         self.question = nn.Linear(4 * config.hidden, config.common)
         self.classifier = nn.Sequential(
             nn.Dropout(config.dropout),
@@ -165,7 +171,8 @@ class VQALSTMCNN(VQAModel):
         lengths = question_lengths(questions).cpu()
         packed = pack_padded_sequence(words, lengths, batch_first=True, enforce_sorted=False)
         _, (hidden, cell) = self.lstm(packed)
-        return torch.cat([hidden[0], cell[0], hidden[1], cell[1]], dim=1)
+        code = torch.cat([hidden[0], cell[0], hidden[1], cell[1]], dim=1)
+        return self.question_norm(code) if self.question_norm is not None else code
 
     def answer(
         self, features: torch.Tensor, questions: torch.Tensor, rows: torch.Tensor | None = None

@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
 
 import torch
-from PIL import Image
 
 from vlx.errors import InputError
-from vlx.explanation import Explanation
-from vlx.methods import explain
+from vlx.images import to_rgb
+from vlx.layers import last_spatial_layer
 from vlx.models.classifiers import DEFAULT_CLASSIFIER, Classifier, load_classifier
-from vlx.targets import logits_of
+from vlx.targets import gather_targets, logits_of
+from vlx.task import (
+    Batch,
+    Example,
+    LayerSubject,
+    Prediction,
+    Problem,
+    Requested,
+    Target,
+    TargetSet,
+    Task,
+    broadcast,
+)
 
 
-@dataclass(frozen=True)
-class Prediction:
-    index: int
-    name: str
-    probability: float
-    logit: float
+class ImageClassification(Task):
+    """Any image classifier; a target is a class, named by its index or name."""
 
-
-class ImageClassifier:
-    """Explains any image classifier's classes; targets are class indices or names."""
+    kind = "classify"
 
     def __init__(self, classifier: Classifier, device: str | torch.device = "cpu") -> None:
         self.classifier = classifier
@@ -33,26 +38,33 @@ class ImageClassifier:
         self.model = classifier.model.to(self.device).eval()
         self.class_names = classifier.class_names
         self.layer = classifier.layer
-        self.to_grid = classifier.to_grid
+        self.name = classifier.name
 
     @classmethod
-    def load(cls, name: str = DEFAULT_CLASSIFIER, device: str = "cpu") -> ImageClassifier:
+    def load(cls, name: str = DEFAULT_CLASSIFIER, device: str | torch.device = "cpu"
+             ) -> ImageClassification:
         return cls(load_classifier(name), device)
 
-    def prepare(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(N, 3, H, W) model input on the model's device."""
-        return self.classifier.preprocess.batch(list(images)).to(self.device)
+    @property
+    def scenes(self) -> Any:
+        """For ShapesWorld classifiers, the scenes they were trained on (else ``None``)."""
+        return self.classifier.scenes
 
-    def predict(self, inputs: torch.Tensor, top_k: int = 5) -> list[list[Prediction]]:
-        """The ``top_k`` classes of each image, by probability."""
+    def images(self, images: Sequence[Any]) -> torch.Tensor:
+        """(N, 3, H, W) model input on the model's device."""
+        return self.classifier.preprocess.batch([to_rgb(i) for i in images]).to(self.device)
+
+    def prepare(self, examples: Sequence[Example]) -> Batch:
+        return Batch(list(examples), self.images([e.image for e in examples]))
+
+    def predict(self, batch: Batch, top_k: int = 5) -> list[list[Prediction]]:
         with torch.no_grad():
-            logits = logits_of(self.model(inputs)).float()
+            logits = logits_of(self.model(batch.inputs)).float()
         probabilities = logits.softmax(dim=-1)
-        k = min(top_k, logits.shape[-1])
-        top = probabilities.topk(k, dim=-1)
+        top = probabilities.topk(min(top_k, logits.shape[-1]), dim=-1)
         return [
             [
-                Prediction(int(i), self.class_names[int(i)], float(p), float(logits[n, int(i)]))
+                Prediction(self.class_names[int(i)], int(i), float(p), float(logits[n, int(i)]))
                 for p, i in zip(top.values[n], top.indices[n])
             ]
             for n in range(logits.shape[0])
@@ -64,12 +76,14 @@ class ImageClassifier:
         A name matches a class whose name, or one of its comma-separated synonyms, is equal.
         """
         count = len(self.class_names)
+        if isinstance(target, bool):
+            raise InputError(f"class {target!r} is a bool; give a class name or index")
         if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
             index = int(target)
             if not 0 <= index < count:
                 raise InputError(f"class index {index} is out of range; valid: 0..{count - 1}")
             return index
-        wanted = target.strip().lower()
+        wanted = str(target).strip().lower()
         for index, name in enumerate(self.class_names):
             synonyms = {part.strip().lower() for part in name.split(",")}
             if wanted == name.lower() or wanted in synonyms:
@@ -78,21 +92,35 @@ class ImageClassifier:
         hint = ", ".join(repr(c) for c in close) or "see `vlx explain --list-classes`"
         raise InputError(f"unknown class {target!r}; closest classes: {hint}")
 
-    def explain(
-        self,
-        inputs: torch.Tensor,
-        method: str = "gradcam",
-        targets: Sequence[Sequence[int]] | None = None,
-        layer: str | None = None,
-    ) -> Explanation:
-        """Explain ``targets`` (per image, T class indices; ``None``: the top class) with
-        ``method`` at ``layer`` (default: the classifier's own default layer)."""
-        chosen = layer or self.layer
-        return explain(
-            self.model,
-            inputs,
-            method=method,
-            targets=[list(row) for row in targets] if targets is not None else None,
-            layer=chosen,
-            to_grid=self.to_grid if chosen == self.layer else None,
+    def targets(self, batch: Batch, requested: Requested = None) -> TargetSet:
+        rows = broadcast(requested, len(batch))
+        if rows is None:
+            rows = [[p[0].index] for p in self.predict(batch, 1)]
+        return TargetSet([
+            [Target(i, self.class_names[i]) for i in (self.class_index(r) for r in row)]
+            for row in rows
+        ])
+
+    def problem(self, batch: Batch, targets: TargetSet, layer: str | None = None) -> Problem:
+        ids = torch.tensor(targets.padded(), device=self.device)
+        return Problem(
+            model=self.model,
+            inputs=(batch.inputs,),
+            score=targets.padded(),
+            probability=lambda outputs: gather_targets(logits_of(outputs).softmax(-1), ids),
+            to_grid=self.classifier.to_grid if layer in (None, self.layer) else None,
         )
+
+    def dissection_subject(self, layer: str | None = None) -> LayerSubject:
+        chosen = layer or self.layer or self.default_layer()
+        to_grid = self.classifier.to_grid if chosen == self.layer else None
+        return LayerSubject(self.model, chosen, self.images, self.name, to_grid=to_grid)
+
+    def default_layer(self) -> str:
+        """The explained layer: the classifier's own, else the last spatial one (probed)."""
+        if self.layer:
+            return self.layer
+        from PIL import Image
+
+        blank = self.images([Image.new("RGB", (64, 64))])
+        return last_spatial_layer(self.model, lambda: self.model(blank))

@@ -1,17 +1,17 @@
 """Captioning adapters for Hugging Face models: VisionEncoderDecoder and BLIP (Sec. 8.1).
 
-The same contract as ``vlx.tasks.captioning.Captioner``: the target for token t is
+The captioning contract of ``vlx.tasks.captioning``: the target for token t is
 log p(token_t | image, tokens before t) under teacher forcing, so every token of a caption
 shares one forward and the engine takes all their gradients in one batched backward. A word
 sums the log-probs of the sub-word tokens it is made of (the log-prob of the whole word);
-``group_words=False`` explains each token on its own.
+``group_words=False`` explains each token on its own. A generated caption is explained on the
+token ids that were generated.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -19,42 +19,24 @@ from PIL import Image
 from torch import nn
 
 from vlx.errors import InputError
-from vlx.explanation import Explanation
-from vlx.methods import explain
-from vlx.targets import logits_of
-from vlx.tasks.captioning import WHOLE_CAPTION, WordLogProbs
-from vlx.tasks.hf_grid import PatchGrid, last_block, patch_grids
-from vlx.tasks.hf_text import TokenizedText, split_words, tokenize_tokens, tokenize_words
+from vlx.images import to_rgb
+from vlx.task import Batch, LayerSubject, Problem
+from vlx.tasks.captioning import Captioning, TokenizedText
+from vlx.tasks.hf_grid import PatchGrid, check_vision_layer, last_block, patch_grids
+from vlx.tasks.hf_text import group_ids, split_words, tokenize_tokens, tokenize_words
 
 
-class GroupedLogProbs:
-    """Callable target: model outputs -> (N, T), per target the summed scores of its tokens.
-
-    ``groups[t]`` lists the token positions of target t: one word's sub-word tokens, or all
-    tokens for the whole caption.
-    """
-
-    def __init__(
-        self, token_ids: Sequence[int], groups: Sequence[Sequence[int]], score: str = "log-prob"
-    ) -> None:
-        self.per_token = WordLogProbs(token_ids, score=score)
-        self.membership = torch.zeros(len(token_ids), len(groups))
-        for t, group in enumerate(groups):
-            self.membership[list(group), t] = 1.0
-
-    def __call__(self, outputs: object) -> torch.Tensor:
-        per_token = self.per_token(logits_of(outputs))
-        return per_token @ self.membership.to(per_token)
-
-
-class HFCaptioner(ABC):
-    """A transformers captioning model with its processor, offering the ``Captioner`` API.
+class HFCaptioner(Captioning):
+    """A transformers captioning model with its processor.
 
     Subclasses say which encoder holds the patch tokens, which token starts and ends a
     caption, and under which keyword the decoder reads its tokens.
     """
 
     block_lists: tuple[str, ...] = ()
+    vision_prefixes: tuple[str, ...] = ()
+    """Module paths whose outputs hold the image's patch tokens: the layers that can be
+    explained."""
     token_argument = "input_ids"
 
     def __init__(
@@ -66,6 +48,7 @@ class HFCaptioner(ABC):
         layer: str | None = None,
         group_words: bool = True,
         max_new_tokens: int = 30,
+        name: str = "hf",
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -74,6 +57,7 @@ class HFCaptioner(ABC):
         self.layer = layer or last_block(self.model, self.block_lists)
         self.group_words = group_words
         self.max_new_tokens = max_new_tokens
+        self.name = name
 
     @property
     @abstractmethod
@@ -95,80 +79,59 @@ class HFCaptioner(ABC):
     def text_config(self) -> Any:
         """The config of the decoder."""
 
-    def prepare(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    @abstractmethod
+    def vision_forward(self, pixels: torch.Tensor) -> Any:
+        """The vision encoder alone on pixel values (dissection reads its layers so)."""
+
+    @property
+    def longest(self) -> int:
+        return self.text_config.max_position_embeddings - 1
+
+    def images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """(N, 3, H, W) pixel values, sized as the model's own processor sizes them."""
-        batch = self.image_processor(images=list(images), return_tensors="pt")
+        batch = self.image_processor(images=[to_rgb(i) for i in images], return_tensors="pt")
         return batch["pixel_values"].to(self.device)
 
-    def caption(self, inputs: torch.Tensor, beam: int = 0) -> list[list[str]]:
-        """Greedy captions, or beam search of width ``beam`` when it is above 1, as units."""
+    def generate(self, batch: Batch) -> list[TokenizedText]:
+        """Greedy captions, or beam search of width ``beam``, on the ids generated."""
         with torch.no_grad():
             generated = self.model.generate(
-                inputs, num_beams=max(beam, 1), do_sample=False, max_new_tokens=self.max_new_tokens
+                batch.inputs, num_beams=max(self.beam, 1), do_sample=False,
+                max_new_tokens=self.max_new_tokens,
             )
         captions = []
         for row in generated.tolist():
             tokens = row[1:]  # after the start token
             ends = [t for t, token in enumerate(tokens) if token in self.end_ids]
-            tokens = tokens[: ends[0]] if ends else tokens
-            if self.group_words:
-                captions.append(self.tokenizer.decode(tokens, skip_special_tokens=True).split())
-            else:
-                specials = set(self.tokenizer.all_special_ids)
-                kept = [t for t in tokens if t not in specials]
-                captions.append(self.tokenizer.convert_ids_to_tokens(kept))
+            captions.append(group_ids(self.tokenizer, tokens[: ends[0]] if ends else tokens,
+                                      words=self.group_words))
         return captions
 
-    def words(self, caption: str | Sequence[str]) -> list[str]:
-        """Validated units of a caption (words, or tokens when not grouping); a word the
-        tokenizer reads as unknown is an error naming the closest known words."""
-        return self._tokenize(caption).units
-
-    def explain(
-        self,
-        inputs: torch.Tensor,
-        words: str | Sequence[str],
-        method: str = "gradcam",
-        whole_caption: bool = False,
-        layer: str | None = None,
-        positions: Sequence[int] | None = None,
-        score: str = "log-prob",
-    ) -> Explanation:
-        """Maps for the units at ``positions`` (default: all) of one caption, the same for all
-        N images, plus the whole-caption map last when ``whole_caption``."""
-        tokenized = self._tokenize(words)
-        units = tokenized.units
-        chosen = list(range(len(units))) if positions is None else list(positions)
-        bad = [p for p in chosen if not 0 <= p < len(units)]
-        if bad:
-            raise InputError(f"word position {bad[0]} is out of range; valid: 0..{len(units) - 1}")
-        longest = self.text_config.max_position_embeddings - 1
-        if len(tokenized.ids) > longest:
-            raise InputError(
-                f"the caption has {len(tokenized.ids)} tokens; the decoder reads at most {longest}"
-            )
-        groups = [tokenized.groups[p] for p in chosen]
-        if whole_caption:
-            groups.append(list(range(len(tokenized.ids))))
-        n = inputs.shape[0]
-        fed = torch.tensor([self.start_id, *tokenized.ids], device=self.device).expand(n, -1)
-        height, width = inputs.shape[-2:]
-        explanation = explain(
-            self.model,
-            inputs,
-            method=method,
-            targets=GroupedLogProbs(tokenized.ids, groups, score),
-            layer=layer or self.layer,
-            to_grid=PatchGrid(patch_grids(self.vision_config, height, width)),
-            model_kwargs={self.token_argument: fed},
-        )
-        labels = [units[p] for p in chosen] + ([WHOLE_CAPTION] if whole_caption else [])
-        return replace(explanation, targets=[labels] * n)
-
-    def _tokenize(self, caption: str | Sequence[str]) -> TokenizedText:
+    def tokenize(self, caption: str | Sequence[str]) -> TokenizedText:
         if self.group_words:
             return tokenize_words(self.tokenizer, split_words(caption))
         return tokenize_tokens(self.tokenizer, caption)
+
+    def teacher_forced(self, batch: Batch, ids: torch.Tensor) -> Problem:
+        start = torch.full((ids.shape[0], 1), self.start_id, device=self.device)
+        height, width = batch.inputs.shape[-2:]
+        return Problem(
+            self.model, (batch.inputs,), score=None, probability=None,
+            model_kwargs={self.token_argument: torch.cat([start, ids], dim=1)},
+            to_grid=PatchGrid(patch_grids(self.vision_config, height, width)),
+        )
+
+    def check_layer(self, layer: str | None) -> None:
+        super().check_layer(layer)
+        check_vision_layer(self.model, layer, self.vision_prefixes, self.block_lists)
+
+    def dissection_subject(self, layer: str | None = None) -> LayerSubject:
+        """The explained layer read through the vision encoder alone; the grid is the one
+        the processor's input size gives."""
+        size = self.images([Image.new("RGB", (64, 64))]).shape[-2:]
+        return LayerSubject(self.model, layer or self.layer, self.images, self.name,
+                            forward=self.vision_forward,
+                            to_grid=PatchGrid(patch_grids(self.vision_config, *size)))
 
 
 class VisionEncoderDecoderCaptioner(HFCaptioner):
@@ -177,7 +140,11 @@ class VisionEncoderDecoderCaptioner(HFCaptioner):
 
     # The last encoder block: the decoder cross-attends to every patch token it outputs.
     block_lists = ("encoder.layers", "encoder.encoder.layer", "encoder.encoder.layers")
+    vision_prefixes = ("encoder.",)
     token_argument = "decoder_input_ids"
+
+    def vision_forward(self, pixels: torch.Tensor) -> Any:
+        return self.model.encoder(pixel_values=pixels)
 
     @property
     def start_id(self) -> int:
@@ -209,7 +176,11 @@ class BlipCaptioner(HFCaptioner):
     starts from the [DEC] (bos) token and ends at [SEP]."""
 
     block_lists = ("vision_model.encoder.layers", "vision_model.encoder.layer")
+    vision_prefixes = ("vision_model.",)
     token_argument = "input_ids"
+
+    def vision_forward(self, pixels: torch.Tensor) -> Any:
+        return self.model.vision_model(pixel_values=pixels)
 
     @property
     def start_id(self) -> int:

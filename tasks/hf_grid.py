@@ -81,3 +81,25 @@ def last_block(model: nn.Module, paths: Sequence[str]) -> str:
         f"{type(model).__name__} has none of the block lists {', '.join(paths)}; "
         "name the layer to explain"
     )
+
+
+def check_vision_layer(
+    model: nn.Module, layer: str | None, prefixes: Sequence[str], block_lists: Sequence[str]
+) -> None:
+    """A layer to explain must lie in the module paths that hold the image's patch tokens
+    (a text decoder's layers, a pooler, hold none); an error names the vision blocks."""
+    if not layer or any(layer.startswith(prefix) for prefix in prefixes):
+        return
+    blocks = []
+    for path in block_lists:
+        try:
+            found = model.get_submodule(path)
+        except AttributeError:
+            continue
+        blocks = [f"{path}.{i}" for i in range(len(found))]
+        break
+    shown = ", ".join(blocks if len(blocks) <= 3 else [*blocks[:2], "...", blocks[-1]])
+    raise InputError(
+        f"layer {layer!r} is outside the vision encoder, whose tokens are the image's patches; "
+        f"explain a layer under {' or '.join(prefixes)}, e.g. {shown or 'its last block'}"
+    )

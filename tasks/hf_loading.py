@@ -13,7 +13,8 @@ import torch
 
 from vlx.errors import InputError
 from vlx.tasks.hf_captioning import BlipCaptioner, HFCaptioner, VisionEncoderDecoderCaptioner
-from vlx.tasks.hf_vqa import BlipVQA, HFVisualQA, ViltVQA
+from vlx.tasks.hf_vqa import BlipVQA, ViltVQA
+from vlx.tasks.vqa import QuestionAnswering
 
 HF_PREFIX = "hf:"
 CAPTIONERS = {
@@ -44,13 +45,13 @@ def load_hf_captioner(
 ) -> HFCaptioner:
     """A VisionEncoderDecoder (ViT or Swin encoder) or BLIP captioner from ``path``."""
     adapter, parts = _load(Path(path), CAPTIONERS, "captioning")
-    return adapter(*parts, device=device, group_words=group_words)
+    return adapter(*parts, device=device, group_words=group_words, name=f"{HF_PREFIX}{path}")
 
 
-def load_hf_vqa(path: str | Path, device: str | torch.device = "cpu") -> HFVisualQA:
+def load_hf_vqa(path: str | Path, device: str | torch.device = "cpu") -> QuestionAnswering:
     """A ViLT or BLIP VQA model from ``path``."""
     adapter, parts = _load(Path(path), VQA_MODELS, "VQA")
-    return adapter(*parts, device=device)
+    return adapter(*parts, device=device, name=f"{HF_PREFIX}{path}")
 
 
 def _load(path: Path, adapters: dict[str, type], task: str) -> tuple[type, tuple]:

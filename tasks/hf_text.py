@@ -12,22 +12,12 @@ import bisect
 import difflib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from vlx.errors import InputError
+from vlx.tasks.captioning import TokenizedText
 
 _WORD = re.compile(r"\S+")
-
-
-@dataclass(frozen=True)
-class TokenizedText:
-    """``units`` (words, or tokens when not grouped), the text's token ids, and per unit the
-    positions of its tokens in ``ids``."""
-
-    units: list[str]
-    ids: list[int]
-    groups: list[list[int]]
 
 
 def split_words(text: str | Sequence[str], what: str = "caption") -> list[str]:
@@ -86,6 +76,43 @@ def tokenize_tokens(tokenizer: Any, tokens: str | Sequence[str]) -> TokenizedTex
     tokenized = TokenizedText(units, list(ids), [[t] for t in range(len(units))])
     _check_known(tokenizer, tokenized)
     return tokenized
+
+
+def group_ids(tokenizer: Any, ids: Sequence[int], words: bool = True) -> TokenizedText:
+    """Generated token ids as units, keeping the ids themselves: re-tokenizing the decoded
+    text can give other ids (byte-level BPE: "2363" generated as one token comes back as "2",
+    "363"), whose log-probs would no longer describe what was generated.
+
+    Each token's characters are found by decoding growing prefixes of ``ids``; a token
+    belongs to the word holding its last non-space character, a token of spaces only to the
+    word after it (as ``group_tokens`` assigns them). ``words=False``: one unit per token.
+    """
+    specials = set(tokenizer.all_special_ids)
+    kept = [int(i) for i in ids if int(i) not in specials]
+    if not words:
+        units = tokenizer.convert_ids_to_tokens(kept)
+        return TokenizedText(list(units), kept, [[t] for t in range(len(kept))])
+    pieces, decoded = [], ""
+    for k in range(len(kept)):
+        text = tokenizer.decode(kept[: k + 1], skip_special_tokens=True)
+        if not text.startswith(decoded):  # a token that changes earlier characters
+            text = decoded + tokenizer.decode(kept[k : k + 1], skip_special_tokens=True)
+        pieces.append((len(decoded), len(text)))
+        decoded = text
+    starts = [match.start() for match in _WORD.finditer(decoded)]
+    units = _WORD.findall(decoded)
+    groups: list[list[int]] = [[] for _ in units]
+    for position, (start, end) in enumerate(pieces):
+        piece = decoded[start:end]
+        if not units:
+            break
+        anchor = start + len(piece.rstrip()) - 1 if piece.strip() else end
+        word = min(max(bisect.bisect_right(starts, anchor) - 1, 0), len(units) - 1)
+        groups[word].append(position)
+    empty = [u for u, g in zip(units, groups) if not g]
+    if empty:
+        raise InputError(f"generated word {empty[0]!r} has no token of its own")
+    return TokenizedText(units, kept, groups)
 
 
 def unknown_units(tokenizer: Any, tokenized: TokenizedText) -> list[str]:

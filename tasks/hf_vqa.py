@@ -1,17 +1,17 @@
 """VQA adapters for Hugging Face models: ViLT and BLIP (Sec. 8.2).
 
-The same contract as ``vlx.tasks.vqa.VisualQA``: every answer of one request is a target of
-one forward and one batched backward. ViLT classifies over a fixed answer list, so an
-answer's target is its pre-sigmoid logit. BLIP generates its answer, so an answer's target
-is the sum of its tokens' log-probs, end token included (the log-probability of exactly that
-answer); its ``answers`` are the texts asked about or generated so far.
+The VQA contract of ``vlx.tasks.vqa``: every answer of one request is a target of one forward
+and one batched backward. ViLT classifies over a fixed answer list, so an answer's target is
+its pre-sigmoid logit. BLIP generates its answer, so an answer's target is the sum of its
+tokens' log-probs, end token included (the log-probability of exactly that answer); any
+answer whose words the tokenizer knows can be asked about, and a request's answers are
+numbered within that request alone.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import threading
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, Self
 
 import torch
@@ -19,71 +19,25 @@ from PIL import Image
 from torch import nn
 
 from vlx.errors import InputError
-from vlx.explanation import Explanation
 from vlx.layers import TokenGrid, last_module_named
-from vlx.methods import explain
-from vlx.tasks.hf_grid import PatchGrid, last_block, patch_grids
+from vlx.targets import gather_targets
+from vlx.task import Batch, LayerSubject, Prediction, Problem, Requested, Target, TargetSet
+from vlx.task import broadcast as broadcast_targets
+from vlx.tasks.hf_grid import PatchGrid, check_vision_layer, last_block, patch_grids
 from vlx.tasks.hf_text import group_tokens, split_words, tokenize_words, unknown_units
-from vlx.tasks.vqa import Answer, unanswerable
+from vlx.tasks.vqa import FixedAnswers, QuestionAnswering
 
 
-class HFVisualQA(ABC):
-    """A transformers VQA model with its processor, offering the ``VisualQA`` API.
+class HFQuestions:
+    """What the transformers VQA models share: the processor's pixels, and questions as
+    (N, L) token ids with the tokenizer's special tokens, right-padded with its pad token."""
 
-    Questions are (N, L) token ids with the tokenizer's special tokens; padding, where
-    questions of different lengths share a batch, is the tokenizer's pad token.
-    """
+    model: nn.Module
+    image_processor: Any
+    tokenizer: Any
+    device: torch.device
 
-    answers: list[str]
-
-    def __init__(
-        self,
-        model: nn.Module,
-        image_processor: Any,
-        tokenizer: Any,
-        device: str | torch.device = "cpu",
-        layer: str | None = None,
-    ) -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.image_processor = image_processor
-        self.tokenizer = tokenizer
-        self.layer = layer or self.default_layer()
-
-    @abstractmethod
-    def default_layer(self) -> str:
-        """The layer explained by default: one whose gradient reaches the patch tokens."""
-
-    @abstractmethod
-    def scores(
-        self, inputs: torch.Tensor, questions: torch.Tensor, answers: Sequence[int]
-    ) -> torch.Tensor:
-        """(N, A) target scores of ``answers`` (indices into ``self.answers``), no gradients."""
-
-    @abstractmethod
-    def to_probability(self, scores: torch.Tensor) -> torch.Tensor:
-        """Each answer's probability from its score."""
-
-    @abstractmethod
-    def answer_index(self, answer: str) -> int:
-        """The index of an answer the model can give, or an error naming the closest ones."""
-
-    @abstractmethod
-    def explain(
-        self,
-        inputs: torch.Tensor,
-        questions: torch.Tensor,
-        answers: Sequence[Sequence[int]],
-        method: str = "gradcam",
-        layer: str | None = None,
-    ) -> Explanation:
-        """Maps for T answers per image (answer indices), all from one forward and backward."""
-
-    def candidates(self, inputs: torch.Tensor, questions: torch.Tensor, top_k: int) -> list[int]:
-        """Indices of the answers ``predict`` ranks: every answer of a fixed list."""
-        return list(range(len(self.answers)))
-
-    def prepare(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """(N, 3, H, W) pixel values, sized as the model's own processor sizes them."""
         batch = self.image_processor(images=list(images), return_tensors="pt")
         mask = batch.get("pixel_mask")
@@ -94,15 +48,16 @@ class HFVisualQA(ABC):
             )
         return batch["pixel_values"].to(self.device)
 
-    def encode(self, question: str, count: int = 1) -> torch.Tensor:
-        """(count, L) token ids of a question; one without a single known word is an error."""
-        words = split_words(question, "question")
-        if len(self.unknown_words(question)) == len(words):
-            raise InputError(f"no word of {question!r} is known to the model's tokenizer")
+    def encode(self, questions: Sequence[str]) -> torch.Tensor:
+        for question in questions:
+            words = split_words(question, "question")
+            if len(self.unknown_words(question)) == len(words):
+                raise InputError(f"no word of {question!r} is known to the model's tokenizer")
         config = getattr(self.model.config, "text_config", self.model.config)
         limit = min(self.tokenizer.model_max_length, config.max_position_embeddings)
-        ids = self.tokenizer(question, truncation=True, max_length=limit)["input_ids"]
-        return torch.tensor([ids], device=self.device).expand(count, -1)
+        encoded = self.tokenizer(list(questions), truncation=True, max_length=limit,
+                                 padding=True, return_tensors="pt")
+        return encoded["input_ids"].to(self.device)
 
     def unknown_words(self, question: str) -> list[str]:
         """Words of ``question`` with a token the tokenizer reads as unknown."""
@@ -110,37 +65,24 @@ class HFVisualQA(ABC):
             return []
         return unknown_units(self.tokenizer, group_tokens(self.tokenizer, question.split()))
 
-    def probabilities(self, inputs: torch.Tensor, questions: torch.Tensor) -> torch.Tensor:
-        """(N, A) probability of every answer in ``self.answers``."""
-        return self.to_probability(self.scores(inputs, questions, range(len(self.answers))))
-
-    def predict(
-        self, inputs: torch.Tensor, questions: torch.Tensor, top_k: int = 3
-    ) -> list[list[Answer]]:
-        """The ``top_k`` answers of each image, most probable first."""
-        candidates = self.candidates(inputs, questions, top_k)
-        scores = self.scores(inputs, questions, candidates)
-        probabilities = self.to_probability(scores)
-        top = scores.topk(min(top_k, len(candidates)), dim=-1).indices.tolist()
-        return [
-            [
-                Answer(candidates[i], self.answers[candidates[i]], float(probabilities[n, i]),
-                       float(scores[n, i]))
-                for i in row
-            ]
-            for n, row in enumerate(top)
-        ]
-
     def attention_mask(self, questions: torch.Tensor) -> torch.Tensor:
         """1 for question tokens, 0 for padding."""
         pad = self.tokenizer.pad_token_id
         return (questions != pad).long() if pad is not None else torch.ones_like(questions)
 
 
+_patch_orders: dict[int, int] = {}
+_patch_lock = threading.Lock()
+_recording = threading.local()
+
+
 class ViltPatchOrder:
     """ViLT embeds its patch tokens in a new random order on every call (``visual_embed``
     samples them with ``torch.multinomial``). Inside this context each call's patch index is
     recorded, and as a ``to_grid`` it puts the image tokens back where their patches were.
+
+    Threads may each hold a context on one shared model: the recording wrapper is installed
+    while any context is open, and each call is recorded by the context of its own thread.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -152,19 +94,25 @@ class ViltPatchOrder:
         self.size: tuple[int, int] = (0, 0)
 
     def __enter__(self) -> Self:
-        # An instance attribute shadows the method for this context only.
-        self.embeddings.visual_embed = self._recorded
+        key = id(self.embeddings)
+        with _patch_lock:
+            if not _patch_orders.get(key):
+                embeddings = self.embeddings
+                # An instance attribute shadows the method while any context is open.
+                embeddings.visual_embed = lambda *a, **k: _recorded(embeddings, *a, **k)
+            _patch_orders[key] = _patch_orders.get(key, 0) + 1
+        stack = getattr(_recording, "stack", [])
+        _recording.stack = [*stack, self]
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        del self.embeddings.visual_embed
-
-    def _recorded(self, *args: Any, **kwargs: Any) -> Any:
-        embeds, masks, (index, size) = type(self.embeddings).visual_embed(
-            self.embeddings, *args, **kwargs
-        )
-        self.index, self.size = index, (int(size[0]), int(size[1]))
-        return embeds, masks, (index, size)
+        _recording.stack = [order for order in _recording.stack if order is not self]
+        key = id(self.embeddings)
+        with _patch_lock:
+            _patch_orders[key] -= 1
+            if not _patch_orders[key]:
+                del _patch_orders[key]
+                del self.embeddings.visual_embed
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, L, C) tokens, image tokens last, -> (B, C, h, w) on the patch grid; B may be a
@@ -183,15 +131,31 @@ class ViltPatchOrder:
         return grid.transpose(1, 2).reshape(batch, channels, h, w)
 
 
-class ViltVQA(HFVisualQA):
+def _recorded(embeddings: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    embeds, masks, (index, size) = type(embeddings).visual_embed(embeddings, *args, **kwargs)
+    for order in reversed(getattr(_recording, "stack", [])):
+        if order.embeddings is embeddings:
+            order.index, order.size = index, (int(size[0]), int(size[1]))
+            break
+    return embeds, masks, (index, size)
+
+
+class ViltVQA(HFQuestions, FixedAnswers):
     """``ViltForQuestionAnswering``: one transformer over question and patch tokens, a
     classifier over the answer list on the pooled first token."""
 
-    def __init__(self, model: nn.Module, *args: Any, **kwargs: Any) -> None:
+    vision_prefixes = ("vilt.encoder.layer.", "vilt.embeddings.patch_embeddings")
+
+    def __init__(
+        self, model: nn.Module, image_processor: Any, tokenizer: Any,
+        device: str | torch.device = "cpu", layer: str | None = None, name: str = "hf",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.image_processor, self.tokenizer, self.name = image_processor, tokenizer, name
         labels = model.config.id2label
         self.answers = [labels[i] for i in range(len(labels))]
-        self._index = {answer.lower(): i for i, answer in enumerate(self.answers)}
-        super().__init__(model, *args, **kwargs)
+        self.layer = layer or self.default_layer()
 
     def default_layer(self) -> str:
         # The head reads the first token only, so the last block's output gets no gradient
@@ -201,41 +165,35 @@ class ViltVQA(HFVisualQA):
             raise InputError("the ViLT model has no layernorm_before; name the layer to explain")
         return layer
 
-    def scores(
-        self, inputs: torch.Tensor, questions: torch.Tensor, answers: Sequence[int]
-    ) -> torch.Tensor:
-        with torch.no_grad():
-            logits = self.model(questions, self.attention_mask(questions), None, inputs).logits
-        return logits[:, list(answers)]
+    def forward(self, batch: Batch) -> Problem:
+        questions = batch.state["questions"]
+        order = ViltPatchOrder(self.model)
+        return Problem(
+            self.model, (questions, self.attention_mask(questions), None, batch.inputs),
+            score=None, probability=None, input_index=3, to_grid=order, context=lambda: order,
+        )
 
-    def to_probability(self, scores: torch.Tensor) -> torch.Tensor:
+    def to_probability(self, logits: torch.Tensor) -> torch.Tensor:
         # Trained with binary cross-entropy on soft answer scores: one sigmoid per answer.
-        return scores.sigmoid()
+        return logits.sigmoid()
 
-    def answer_index(self, answer: str) -> int:
-        wanted = " ".join(answer.lower().split())
-        if wanted in self._index:
-            return self._index[wanted]
-        raise unanswerable(answer, wanted, list(self._index))
+    def check_layer(self, layer: str | None) -> None:
+        super().check_layer(layer)
+        check_vision_layer(self.model, layer, self.vision_prefixes, ("vilt.encoder.layer",))
 
-    def explain(
-        self,
-        inputs: torch.Tensor,
-        questions: torch.Tensor,
-        answers: Sequence[Sequence[int]],
-        method: str = "gradcam",
-        layer: str | None = None,
-    ) -> Explanation:
-        with ViltPatchOrder(self.model) as order:
-            return explain(
-                self.model,
-                questions, self.attention_mask(questions), None, inputs,
-                method=method,
-                targets=[list(row) for row in answers],
-                layer=layer or self.layer,
-                to_grid=order,
-                input_index=3,
-            )
+    def dissection_subject(self, layer: str | None = None) -> LayerSubject:
+        """ViLT reads image and question in one transformer: its probe images go with an
+        empty question."""
+        order = ViltPatchOrder(self.model)
+        empty = self.tokenizer("", return_tensors="pt")["input_ids"].to(self.device)
+
+        def forward(pixels: torch.Tensor) -> object:
+            questions = empty.expand(pixels.shape[0], -1)
+            with order:
+                return self.model(questions, self.attention_mask(questions), None, pixels)
+
+        return LayerSubject(self.model, layer or self.layer, self.images, self.name,
+                            forward=forward, to_grid=order)
 
 
 class BlipAnswerScorer(nn.Module):
@@ -279,91 +237,121 @@ class BlipAnswerScorer(nn.Module):
         return (log_probs * self.mask[:, 1:].repeat(n, 1)).sum(dim=-1).view(n, u)
 
 
-class BlipVQA(HFVisualQA):
+CANDIDATES = 3
+"""Beam width of BLIP's answer search, whatever ``top_k`` is asked: the top answer must not
+depend on how many are shown."""
+
+
+class BlipVQA(HFQuestions, QuestionAnswering):
     """``BlipForQuestionAnswering``: a ViT image encoder, a text encoder reading the question
-    against the image, and a decoder generating the answer from [DEC] (bos) to [SEP]."""
+    against the image, and a decoder generating the answer from [DEC] (bos) to [SEP].
+
+    Predictions come from beam search that ranks by the same score an answer is explained by
+    (the summed log-prob, no length normalisation), and are reported by it.
+    """
 
     max_new_tokens = 10
+    block_lists = ("vision_model.encoder.layers", "vision_model.encoder.layer")
+    vision_prefixes = ("vision_model.",)
 
-    def __init__(self, model: nn.Module, *args: Any, **kwargs: Any) -> None:
-        self.answers = []
-        super().__init__(model, *args, **kwargs)
+    def __init__(
+        self, model: nn.Module, image_processor: Any, tokenizer: Any,
+        device: str | torch.device = "cpu", layer: str | None = None, name: str = "hf",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.image_processor, self.tokenizer, self.name = image_processor, tokenizer, name
+        self.layer = layer or last_block(self.model, self.block_lists)
 
-    def default_layer(self) -> str:
-        return last_block(self.model, ("vision_model.encoder.layers", "vision_model.encoder.layer"))
-
-    def answer_index(self, answer: str) -> int:
-        """Any answer whose words the tokenizer knows; new ones are appended to ``answers``."""
+    def answer_text(self, answer: str) -> str:
+        """An answer whose words the tokenizer knows, in one spacing."""
         words = split_words(answer, "answer")
         tokenize_words(self.tokenizer, words)
-        return self._register(" ".join(words))
+        return " ".join(words)
 
-    def candidates(self, inputs: torch.Tensor, questions: torch.Tensor, top_k: int) -> list[int]:
-        """The answers beam search of width ``top_k`` generates for any of the images."""
-        text = self.model.config.text_config
+    def generated(self, batch: Batch, count: int) -> list[list[str]]:
+        """Per example, the candidate answers: the greedy one and those beam search of width
+        ``count`` keeps (beam search can lose the greedy path; both rank by summed log-prob)."""
+        per_search = [self._search(batch, 1), self._search(batch, count)]
+        return [list(dict.fromkeys(greedy + beams)) for greedy, beams in zip(*per_search)]
+
+    def _search(self, batch: Batch, width: int) -> list[list[str]]:
+        questions = batch.state["questions"]
         with torch.no_grad():
             generated = self.model.generate(
                 input_ids=questions,
-                pixel_values=inputs,
+                pixel_values=batch.inputs,
                 attention_mask=self.attention_mask(questions),
-                num_beams=max(top_k, 1),
-                num_return_sequences=max(top_k, 1),
+                num_beams=width,
+                num_return_sequences=width,
                 do_sample=False,
+                length_penalty=0.0,
                 max_new_tokens=self.max_new_tokens,
             )
-        found = []
+        sep = self.model.config.text_config.sep_token_id
+        texts = []
         for row in generated.tolist():
             tokens = row[1:]
-            if text.sep_token_id in tokens:
-                tokens = tokens[: tokens.index(text.sep_token_id)]
-            found.append(" ".join(self.tokenizer.decode(tokens, skip_special_tokens=True).split()))
-        return list(dict.fromkeys(self._register(answer) for answer in found))
+            if sep in tokens:
+                tokens = tokens[: tokens.index(sep)]
+            texts.append(" ".join(self.tokenizer.decode(tokens, skip_special_tokens=True).split()))
+        return [texts[n * width : (n + 1) * width] for n in range(len(batch))]
 
-    def scores(
-        self, inputs: torch.Tensor, questions: torch.Tensor, answers: Sequence[int]
-    ) -> torch.Tensor:
-        if not answers:
-            return inputs.new_zeros(inputs.shape[0], 0)
+    def scores(self, batch: Batch, answers: Sequence[str]) -> torch.Tensor:
+        """(N, U) the summed log-prob of each answer for each example, without gradients."""
+        questions = batch.state["questions"]
         with torch.no_grad():
-            return self._scorer(answers)(inputs, questions, self.attention_mask(questions))
+            return self._scorer(answers)(batch.inputs, questions, self.attention_mask(questions))
 
-    def to_probability(self, scores: torch.Tensor) -> torch.Tensor:
-        return scores.exp()
+    def predict(self, batch: Batch, top_k: int = 3) -> list[list[Prediction]]:
+        predictions = []
+        for n, candidates in enumerate(self.generated(batch, max(top_k, CANDIDATES))):
+            one = batch.select(n)
+            scores = self.scores(one, candidates)[0].tolist()
+            ranked = sorted(zip(candidates, scores), key=lambda item: -item[1])[:top_k]
+            predictions.append([Prediction(text, i, float(torch.tensor(s).exp()), s)
+                                for i, (text, s) in enumerate(ranked)])
+        return predictions
 
-    def explain(
-        self,
-        inputs: torch.Tensor,
-        questions: torch.Tensor,
-        answers: Sequence[Sequence[int]],
-        method: str = "gradcam",
-        layer: str | None = None,
-    ) -> Explanation:
-        union = sorted({a for row in answers for a in row})
-        column = {a: i for i, a in enumerate(union)}
-        height, width = inputs.shape[-2:]
-        explanation = explain(
+    def targets(self, batch: Batch, requested: Requested = None) -> TargetSet:
+        rows = broadcast_targets(requested, len(batch))
+        if rows is None:
+            rows = [[p[0].name] for p in self.predict(batch, 1)]
+        texts = [[self.answer_text(str(answer)) for answer in row] for row in rows]
+        union = list(dict.fromkeys(text for row in texts for text in row))
+        return TargetSet([[Target(union.index(t), t) for t in row] for row in texts],
+                         context=[union] * len(batch))
+
+    def problem(self, batch: Batch, targets: TargetSet, layer: str | None = None) -> Problem:
+        union = targets.context[0]
+        questions = batch.state["questions"]
+        height, width = batch.inputs.shape[-2:]
+        ids = torch.tensor(targets.padded(), device=self.device)
+        return Problem(
             self._scorer(union),
-            inputs, questions, self.attention_mask(questions),
-            method=method,
-            targets=[[column[a] for a in row] for row in answers],
-            layer=layer or self.layer,
+            (batch.inputs, questions, self.attention_mask(questions)),
+            score=targets.padded(),
+            probability=lambda log_probs: gather_targets(log_probs, ids).exp(),
             to_grid=PatchGrid(patch_grids(self.model.config.vision_config, height, width)),
         )
-        return replace(explanation, targets=[list(row) for row in answers])
 
-    def _register(self, answer: str) -> int:
-        if answer not in self.answers:
-            self.answers.append(answer)
-        return self.answers.index(answer)
+    def check_layer(self, layer: str | None) -> None:
+        super().check_layer(layer)
+        check_vision_layer(self.model, layer, self.vision_prefixes, self.block_lists)
 
-    def _scorer(self, answers: Sequence[int]) -> BlipAnswerScorer:
-        """A scorer for the answers at ``answers``: [DEC] answer tokens [SEP], right-padded."""
+    def dissection_subject(self, layer: str | None = None) -> LayerSubject:
+        size = self.images([Image.new("RGB", (64, 64))]).shape[-2:]
+        grid = PatchGrid(patch_grids(self.model.config.vision_config, *size))
+        return LayerSubject(
+            self.model, layer or self.layer, self.images, self.name,
+            forward=lambda pixels: self.model.vision_model(pixel_values=pixels), to_grid=grid,
+        )
+
+    def _scorer(self, answers: Sequence[str]) -> BlipAnswerScorer:
+        """A scorer for ``answers``: [DEC] answer tokens [SEP], right-padded."""
         text = self.model.config.text_config
-        bad = [a for a in answers if not 0 <= a < len(self.answers)]
-        if bad:
-            raise InputError(f"answer index {bad[0]} is out of range; valid: 0..{len(self.answers) - 1}")
         rows = [
-            [text.bos_token_id, *self.tokenizer(self.answers[a], add_special_tokens=False)["input_ids"],
+            [text.bos_token_id, *self.tokenizer(a, add_special_tokens=False)["input_ids"],
              text.sep_token_id]
             for a in answers
         ]

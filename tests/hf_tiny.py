@@ -102,7 +102,9 @@ def _blip_config():
     text = {"vocab_size": len(WORDS), "encoder_hidden_size": 32, "bos_token_id": 5,
             "pad_token_id": 0, "sep_token_id": 3, "eos_token_id": 3,
             "max_position_embeddings": 64, **BLOCK}
-    vision = {"image_size": 32, "patch_size": 8, **BLOCK}
+    # BlipVisionConfig's default initializer_range is 1e-10: its encoder would output the
+    # same tokens for every image, and every map would be ~0.
+    vision = {"image_size": 32, "patch_size": 8, "initializer_range": 0.02, **BLOCK}
     return hf.BlipConfig(vision_config=vision, text_config=text, projection_dim=32)
 
 

@@ -606,3 +606,45 @@ def test_scores_without_gradient_path_are_rejected() -> None:
     with pytest.raises(ValueError, match=r"\(N, T\).*\(6,\)"):
         per_target_gradients((wrt * 2).flatten(), wrt)
 
+
+
+def test_graph_meter_counts_each_saved_storage_once_and_no_parameters() -> None:
+    from vlx.backward import GraphMeter
+
+    weight = nn.Parameter(torch.ones(3))
+    x = torch.randn(2, 3, requires_grad=True)
+    with GraphMeter(exclude=[weight], counting=True) as meter:
+        y = x * weight  # saves x (24 bytes) and the weight (left out)
+        z = (y * y).sum()  # saves y twice: one storage of 24 bytes
+    assert meter.bytes == 24 + 24 and z.requires_grad
+
+
+def test_targets_in_chunks_equal_one_batched_backward(monkeypatch) -> None:
+    """A long caption's targets are taken in chunks that fit the memory limit; the maps are
+    those of one batched backward."""
+    from PIL import Image
+
+    from vlx import backward, cam
+    from vlx.task import Example
+    from vlx.tasks.captioning import ShowAndTellCaptioner
+
+    captioner = ShowAndTellCaptioner.load()
+    caption = " ".join(["a large red circle left of a small blue star"] * 4)
+    batch = captioner.prepare([Example(Image.new("RGB", (128, 128), (90, 90, 90)), caption)])
+    targets = captioner.targets(batch)
+    whole = captioner.explain(batch, targets)
+    calls = []
+    real = backward._batched_gradients
+
+    def counted(scores, wrt, columns, retain):
+        calls.append(len(columns))
+        return real(scores, wrt, columns, retain)
+
+    monkeypatch.setattr(backward, "_batched_gradients", counted)
+    monkeypatch.setattr(cam, "targets_per_backward", lambda graph_bytes: 7)
+    chunked = captioner.explain(batch, targets)
+    assert calls == [7, 7, 7, 7, 7, 5]  # 40 words
+    torch.testing.assert_close(chunked.maps, whole.maps, rtol=0, atol=1e-6)
+    torch.testing.assert_close(chunked.alphas, whole.alphas, rtol=1e-5, atol=1e-6)
+    assert backward.targets_per_backward(2**20, limit=8 * 2**20) == 8
+    assert backward.targets_per_backward(0) is None

@@ -14,16 +14,33 @@ import vlx
 from vlx.cli import main
 from vlx.data.shapes import SPLITS, ShapesWorld
 from vlx.errors import InputError
+from vlx.evaluate import measures
+from vlx.evaluate.sources import evaluation_data
 from vlx.models.captioner_training import encode_batch, object_naming
 from vlx.models.show_and_tell import ShowAndTell, ShowAndTellConfig
 from vlx.recurrent import plain_recurrent_kernels
-from vlx.tasks.captioning import Captioner, WordLogProbs, caption_pointing
+from vlx.task import Example, Target
+from vlx.tasks.captioning import (
+    EVERY_WORD,
+    WHOLE_CAPTION,
+    CaptionScores,
+    ShowAndTellCaptioner,
+    TokenizedText,
+)
 from vlx.text import Vocabulary
 
 
 @pytest.fixture(scope="module")
-def captioner() -> Captioner:
-    return Captioner.load()
+def captioner() -> ShowAndTellCaptioner:
+    return ShowAndTellCaptioner.load()
+
+
+def word_scores(ids: list[int], positions: list[int], whole: bool = False) -> CaptionScores:
+    """The per-word targets of one caption of ``ids`` (one token per word)."""
+    caption = TokenizedText([str(i) for i in ids], ids, [[t] for t in range(len(ids))])
+    rows = [[Target(p, str(p)) for p in positions] + ([Target(len(ids), WHOLE_CAPTION)]
+                                                       if whole else [])]
+    return CaptionScores.of([caption], rows)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +69,7 @@ def test_log_probs_of_a_hand_checked_configuration():
     # softmax(bias) = [1, 1, 2, 1, 4, 2] / 11
     tokens = torch.tensor([[vocabulary.start, 4, 5]])
     logits = model(torch.zeros(1, 3, 32, 32), tokens)
-    scores = WordLogProbs([4, 5], whole_caption=True)(logits)
+    scores = word_scores([4, 5], [0, 1], whole=True)(logits)
     expected = [math.log(4 / 11), math.log(2 / 11), math.log(8 / 121)]
     assert torch.allclose(scores, torch.tensor([expected]), atol=1e-6)
 
@@ -61,8 +78,10 @@ def test_word_log_probs_read_position_t_for_word_t():
     # logits (1, 3, 4): position t's distribution is one-hot-ish on word t + 1
     logits = torch.full((1, 3, 4), -1e4)
     logits[0, 0, 1] = logits[0, 1, 2] = logits[0, 2, 3] = 0.0
-    assert torch.allclose(WordLogProbs([1, 2])(logits), torch.zeros(1, 2))
-    assert WordLogProbs([2, 1])(logits).max() < -1e3
+    assert torch.allclose(word_scores([1, 2], [0, 1])(logits), torch.zeros(1, 2))
+    assert word_scores([2, 1], [0, 1])(logits).max() < -1e3
+    # one caption's row serves a batch of copies (occlusion, deletion)
+    assert word_scores([1, 2], [1])(logits.expand(3, -1, -1)).shape == (3, 1)
 
 
 def test_teacher_forcing_batches_are_shifted_by_one():
@@ -82,26 +101,30 @@ def test_shipped_captioner_names_objects(captioner, world):
     assert metrics["object_naming"] >= 0.9, metrics
 
 
-def test_shipped_captioner_points_at_the_words_referents(captioner, world):
-    result = caption_pointing(captioner, world, SPLITS["test"][0], 60, progress=False)
-    lenient = result["lenient"]
+def test_shipped_captioner_points_at_the_words_referents(captioner):
+    result = measures.pointing(captioner, evaluation_data(captioner, "shapes", 60, "pointing"))
+    lenient = result["categories"]
     assert lenient["colour"]["accuracy"] >= 0.78, lenient
     assert lenient["shape"]["accuracy"] >= 0.8, lenient
     # far above what the centre or a random point would score
     assert lenient["colour"]["accuracy"] > 3 * lenient["colour"]["random"]
+    # the described object is one of the word's instances: never more hits than any instance
+    assert all(row["described"] <= row["accuracy"] for row in lenient.values())
+    assert "answered" not in lenient["colour"]  # a caption word is no answer to be right about
 
 
 def test_all_words_batched_equal_one_word_at_a_time(captioner, world):
     scene = world.scene(SPLITS["test"][0] + 3)
-    inputs = captioner.prepare([Image.fromarray(scene.image)])
+    batch = captioner.prepare([Example(Image.fromarray(scene.image), scene.caption())])
+    inputs = batch.inputs
     words = scene.caption().split()
-    batched = captioner.explain(inputs, words, whole_caption=True)
+    batched = captioner.explain(batch, captioner.targets(batch, [EVERY_WORD, WHOLE_CAPTION]))
     assert batched.maps.shape == (1, len(words) + 1, 32, 32)  # stride 4 at 128 px
-    tokens = captioner.teacher_forcing(words, 1)
     ids = captioner.vocabulary.encode(words)
+    tokens = torch.tensor([[captioner.vocabulary.start, *ids]])
     for t in range(len(words)):
         with vlx.GradCAM(captioner.model, captioner.layer) as cam:
-            single = cam(inputs, tokens, targets=lambda logits, t=t: WordLogProbs(ids)(logits)[:, t : t + 1])
+            single = cam(inputs, tokens, targets=word_scores(ids, [t]))
         assert torch.allclose(single.maps[:, 0], batched.maps[:, t], atol=1e-6)
         assert torch.allclose(single.alphas[:, 0], batched.alphas[:, t], atol=1e-7)
     # the whole-caption map is the map of the summed log-probs: its alphas are the sum
@@ -126,12 +149,13 @@ def test_recurrent_kernels_are_plain_during_attribution_and_restored_after(capti
 
 def test_counterfactual_and_guided_gradcam_per_word(captioner, world):
     scene = world.scene(SPLITS["test"][0])
-    inputs = captioner.prepare([Image.fromarray(scene.image)])
     words = scene.caption().split()[:4]
-    plain = captioner.explain(inputs, words)
-    counter = captioner.explain(inputs, words, method="counterfactual")
+    batch = captioner.prepare([Example(Image.fromarray(scene.image), " ".join(words))])
+    targets = captioner.targets(batch)
+    plain = captioner.explain(batch, targets)
+    counter = captioner.explain(batch, targets, method="counterfactual")
     assert torch.allclose(counter.alphas, -plain.alphas)
-    guided = captioner.explain(inputs, words, method="guided-gradcam")
+    guided = captioner.explain(batch, targets, method="guided-gradcam")
     assert guided.channels.shape == (1, 4, 3, 128, 128)
     assert guided.targets == [words]
 
@@ -196,3 +220,41 @@ def test_caption_cli_not_an_image(tmp_path, capsys):
     bad.write_text("hello")
     assert main(["caption", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "bad.png" in capsys.readouterr().err
+
+
+def test_captions_of_different_lengths_in_one_batch_equal_each_alone(captioner, world):
+    """Rows of different lengths are padded; each example's maps are its own."""
+    scenes = [world.scene(SPLITS["test"][0] + i) for i in (1, 2)]
+    captions = ["a small red circle on a plain background", scenes[1].caption()]
+    examples = [Example(Image.fromarray(s.image), c) for s, c in zip(scenes, captions)]
+    batch = captioner.prepare(examples)
+    together = captioner.explain(batch, captioner.targets(batch))
+    assert [len(row) for row in together.targets] == [len(c.split()) for c in captions]
+    for n, example in enumerate(examples):
+        one = captioner.prepare([example])
+        alone = captioner.explain(one, captioner.targets(one))
+        count = len(captions[n].split())
+        torch.testing.assert_close(together.maps[n, :count], alone.maps[0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(together.scores[n, :count], alone.scores[0], rtol=0, atol=1e-6)
+
+
+def test_words_by_text_position_and_whole_caption(captioner, world):
+    scene = world.scene(SPLITS["test"][0])
+    batch = captioner.prepare([Example(Image.fromarray(scene.image), "a red circle left of a red star")])
+    targets = captioner.targets(batch, ["red", 2, WHOLE_CAPTION])
+    assert [(t.id, t.name) for t in targets.rows[0]] == [
+        (1, "red"), (2, "circle"), (6, "red"), (8, WHOLE_CAPTION)]
+    e = captioner.explain(batch, targets)
+    assert torch.allclose(e.scores[0, 3], e.scores[0, :3].sum() + captioner.explain(
+        batch, captioner.targets(batch, [0, 3, 4, 5, 7])).scores[0].sum(), atol=1e-5)
+    with pytest.raises(InputError, match="'blue' is not in the caption"):
+        captioner.targets(batch, ["blue"])
+    with pytest.raises(InputError, match="position 12 is out of range; valid: 0..7"):
+        captioner.targets(batch, [12])
+
+
+def test_absurdly_long_captions_are_refused(captioner, world):
+    scene = world.scene(SPLITS["test"][0])
+    batch = captioner.prepare([Example(Image.fromarray(scene.image), "red " * 201)])
+    with pytest.raises(InputError, match="201 words; captions of at most 200"):
+        captioner.targets(batch)

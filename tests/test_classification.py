@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from vlx.errors import InputError
-from vlx.tasks.classification import ImageClassifier
+from vlx.task import Example
+from vlx.tasks.classification import ImageClassification
 
 data = pytest.importorskip("skimage.data")
 
@@ -21,8 +22,8 @@ CUP = (150, 10, 470, 300)
 
 
 @pytest.fixture(scope="module")
-def classifier() -> ImageClassifier:
-    return ImageClassifier.load()
+def classifier() -> ImageClassification:
+    return ImageClassification.load()
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,8 @@ def _inside(point: list[int] | torch.Tensor, box: tuple[int, int, int, int]) -> 
 
 
 def test_real_weights_recognise_the_photos(classifier, photos):
-    inputs = classifier.prepare([photos["chelsea"], photos["coffee"]])
-    cat, coffee = classifier.predict(inputs, top_k=3)
+    batch = classifier.prepare([Example(photos["chelsea"]), Example(photos["coffee"])])
+    cat, coffee = classifier.predict(batch, top_k=3)
     assert cat[0].name in CAT_CLASSES and cat[0].probability > 0.3
     assert coffee[0].name in CUP_CLASSES and coffee[0].probability > 0.3
     # the cat photo's top three are all cats: the weights are ImageNet's, not random
@@ -45,8 +46,8 @@ def test_real_weights_recognise_the_photos(classifier, photos):
 
 
 def test_gradcam_peak_lies_on_the_object(classifier, photos):
-    images = [photos["chelsea"], photos["coffee"]]
-    e = classifier.explain(classifier.prepare(images), "gradcam")
+    batch = classifier.prepare([Example(photos["chelsea"]), Example(photos["coffee"])])
+    e = classifier.explain(batch, classifier.targets(batch), "gradcam")
     assert e.layer == "bn2" and e.maps.shape == (2, 1, 7, 7)
     cat_peak = e.peaks((300, 451))[0, 0]
     cup_peak = e.peaks((400, 600))[1, 0]
@@ -55,7 +56,8 @@ def test_gradcam_peak_lies_on_the_object(classifier, photos):
 
 
 def test_map_energy_is_on_the_cup_not_the_table(classifier, photos):
-    e = classifier.explain(classifier.prepare([photos["coffee"]]), "gradcam")
+    batch = classifier.prepare([Example(photos["coffee"])])
+    e = classifier.explain(batch, classifier.targets(batch), "gradcam")
     heat = e.upsampled((400, 600)).normalized().maps[0, 0]
     x0, y0, x1, y1 = CUP
     inside = heat[y0:y1, x0:x1].mean()
@@ -92,10 +94,11 @@ def test_hf_vit_classifier_from_a_local_directory(tmp_path):
     transformers.ViTForImageClassification(config).save_pretrained(tmp_path)
     transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
 
-    vit = ImageClassifier.load(f"hf:{tmp_path}")
+    vit = ImageClassification.load(f"hf:{tmp_path}")
     assert vit.layer.endswith("1.layernorm_before")
-    inputs = vit.prepare([Image.new("RGB", (40, 40), "red")])
-    e = vit.explain(inputs, "gradcam", targets=[[0, 1, 2]])
+    batch = vit.prepare([Example(Image.new("RGB", (40, 40), "red"))])
+    e = vit.explain(batch, vit.targets(batch, [0, "green", 2]), "gradcam")
+    assert e.targets == [["red", "green", "blue"]]
     assert e.maps.shape == (1, 3, 4, 4)  # 32 / 8 = a 4 x 4 patch grid, CLS dropped
     assert e.alphas.shape == (1, 3, 32)
     # the layer input norm carries gradient to the patch tokens: the maps are not all zero
@@ -110,12 +113,12 @@ def test_hf_directory_without_processor_is_a_clear_error(tmp_path):
     )
     transformers.ViTForImageClassification(config).save_pretrained(tmp_path)
     with pytest.raises(InputError, match="preprocessor_config.json"):
-        ImageClassifier.load(f"hf:{tmp_path}")
+        ImageClassification.load(f"hf:{tmp_path}")
 
 
 def test_unknown_model_lists_valid_forms():
     with pytest.raises(InputError) as info:
-        ImageClassifier.load("resnet5O")
+        ImageClassification.load("resnet5O")
     message = str(info.value)
     assert "resnet5O" in message and "resnet50" in message and "hf:PATH" in message
 
@@ -128,10 +131,10 @@ def test_hf_convolutional_classifier_is_probed_for_its_last_spatial_layer(tmp_pa
     torch.manual_seed(0)
     transformers.ResNetForImageClassification(config).save_pretrained(tmp_path)
     transformers.ConvNextImageProcessor(size={"shortest_edge": 64}).save_pretrained(tmp_path)
-    hf = ImageClassifier.load(f"hf:{tmp_path}")
-    inputs = hf.prepare([Image.new("RGB", (50, 70), "blue")])
-    assert inputs.shape == (1, 3, 64, 64)
-    e = hf.explain(inputs, "gradcam", targets=[[0, 3]])
+    hf = ImageClassification.load(f"hf:{tmp_path}")
+    batch = hf.prepare([Example(Image.new("RGB", (50, 70), "blue"))])
+    assert batch.inputs.shape == (1, 3, 64, 64)
+    e = hf.explain(batch, hf.targets(batch, [0, 3]), "gradcam")
     assert e.layer.startswith("resnet.encoder.stages")
     # stem stride 4 (64 -> 16), first stage stride 1, second stride 2: an 8 x 8 map
     assert e.maps.shape == (1, 2, 8, 8) and e.alphas.shape == (1, 2, 16)
@@ -139,10 +142,40 @@ def test_hf_convolutional_classifier_is_probed_for_its_last_spatial_layer(tmp_pa
 
 def test_timm_and_torchvision_models_by_name_warn_about_random_weights():
     with pytest.warns(UserWarning, match="random weights"):
-        timm_model = ImageClassifier.load("timm:resnet10t")
+        timm_model = ImageClassification.load("timm:resnet10t")
     with pytest.warns(UserWarning, match="random weights"):
-        tv_model = ImageClassifier.load("torchvision:resnet18")
-    image = [Image.new("RGB", (64, 64), "green")]
+        tv_model = ImageClassification.load("torchvision:resnet18")
+    image = [Example(Image.new("RGB", (64, 64), "green"))]
     for classifier, layer in ((timm_model, "layer4"), (tv_model, "layer4")):
-        e = classifier.explain(classifier.prepare(image), "gradcam", targets=[[1]])
+        batch = classifier.prepare(image)
+        e = classifier.explain(batch, classifier.targets(batch, [1]), "gradcam")
         assert e.layer == layer and e.maps.shape[:2] == (1, 1)
+
+
+def test_grayscale_and_exif_rotated_photos_are_read_upright(classifier, photos, tmp_path):
+    """A portrait photo stored sideways with an EXIF orientation is classified and drawn as a
+    viewer shows it: the same as the upright photo."""
+    from vlx.images import load_image
+
+    upright = photos["chelsea"]
+    sideways = upright.transpose(Image.Transpose.ROTATE_270)  # what the camera stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    path = tmp_path / "portrait.jpg"
+    sideways.save(path, exif=exif, quality=95)
+    loaded = load_image(path)
+    assert loaded.size == upright.size
+    batch = classifier.prepare([Example(upright), Example(loaded)])
+    first, second = classifier.predict(batch, 1)
+    assert first[0].index == second[0].index
+    gray = classifier.prepare([Example(upright.convert("L"))])
+    assert gray.inputs.shape == (1, 3, 224, 224)
+
+
+def test_probabilities_of_edited_copies_are_the_softmax_of_the_target(classifier, photos):
+    batch = classifier.prepare([Example(photos["coffee"])])
+    targets = classifier.targets(batch)
+    copies = torch.stack([batch.inputs[0], torch.zeros_like(batch.inputs[0])])
+    with torch.no_grad():
+        expected = classifier.model(copies).softmax(-1)[:, [targets.rows[0][0].id]]
+    torch.testing.assert_close(classifier.probabilities(batch, targets, copies), expected)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vlx.cli import main
-from vlx.commands.explain import DEMO_IMAGES
+from vlx.images import DEMO_IMAGES
 
 CHELSEA, COFFEE = DEMO_IMAGES
 # Boxes drawn by hand on the bundled photos (1-based, as VOC writes them).
@@ -63,7 +63,7 @@ def test_classify_metrics_on_shapesworld_with_the_shipped_classifier(
     assert localization["errors"]["images"] == 4
     assert localization["errors"]["top1_classification_error"] == 0.0  # 100% on validation
     pointing = run_json(capsys, "pointing", "--task", "classify", "--images", "4")
-    classes = pointing["classes"]
+    classes = pointing["categories"]
     assert sum(row["count"] for row in classes.values()) == 4
     assert all(0 <= row["accuracy"] <= 1 for row in classes.values())
     deletion = run_json(capsys, "deletion", "--task", "classify", "--images", "2",
@@ -98,7 +98,7 @@ def test_localization_on_shapes_caption_and_vqa(capsys: pytest.CaptureFixture[st
     vqa = run_json(capsys, "localization", "--task", "vqa", "--images", "2")
     assert set(vqa["categories"]) <= {"colour", "shape"} and vqa["model"] == "coattention"
     assert main(["evaluate", "localization", "--task", "caption", "--images", "1"]) == 0
-    assert "| referent of | scored | localized (IoU >= 0.5) | mean IoU |" in capsys.readouterr().out
+    assert "| | scored | localized (IoU >= 0.5) | mean IoU |" in capsys.readouterr().out
 
 
 def test_deletion_on_vqa(capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,13 +123,22 @@ def test_energy_on_captions(capsys: pytest.CaptureFixture[str]) -> None:
         (["localization"], "--task is required"),
         (["localization", "--task", "classify", "--model", "efficientnet_lite0"],
          "needs a ShapesWorld classifier"),
-        (["localization", "--data", "coco:x"], "unknown --data 'coco:x'; valid: shapes, voc:DIR"),
+        (["localization", "--data", "coco:x"], "--data coco:x must name CAPTIONS_JSON,INSTANCES_JSON"),
+        (["localization", "--data", "imagenet:x", "--task", "caption"],
+         "unknown --data 'imagenet:x'; valid: shapes, voc:DIR, coco:"),
+        (["pointing", "--task", "caption", "--data", "voc:/x"], "--data voc:DIR is for classifiers"),
         (["localization", "--data", "voc:/nowhere"], "VOC folder '/nowhere' does not exist"),
         (["localization", "--task", "caption", "--threshold", "2"], "--threshold must be in"),
         (["pointing", "--task", "vqa", "--rejection"], "--rejection scores a classifier"),
         (["deletion", "--task", "vqa", "--steps", "0"], "--steps must be at least 1"),
         (["energy", "--task", "caption", "--images", "0"], "--images must be at least 1"),
-        (["localization", "--task", "caption", "--model", "lstm-cnn"], "captioner is chosen"),
+        (["localization", "--task", "caption", "--model", "lstm-cnn"], "unknown captioner 'lstm-cnn'"),
+        (["pointing", "--task", "vqa", "--checkpoint", "/nonexistent.pt"],
+         "--checkpoint names a captioner checkpoint"),
+        (["pointing", "--task", "caption", "--checkpoint", "/nonexistent.pt"],
+         "captioner checkpoint '/nonexistent.pt' does not exist"),
+        (["energy", "--task", "caption", "--images", "1000000"],
+         "--images 1000000: the ShapesWorld test split holds 10000 scenes"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(
@@ -157,14 +166,17 @@ def test_unknown_deletion_method_is_a_parse_error(capsys: pytest.CaptureFixture[
     assert "unknown method 'noise'" in capsys.readouterr().err
 
 
-def test_vqa_pointing_table_shows_attention_only_for_models_that_attend() -> None:
-    from vlx.commands.evaluate import vqa_pointing_table
+def test_pointing_table_shows_the_columns_the_summary_has() -> None:
+    from vlx.evaluate.tables import pointing_table
 
-    row = {"count": 4, "accuracy": 0.25, "centre": 0.0, "random": 0.05, "answered": 1.0}
+    row = {"count": 4, "accuracy": 0.25, "described": 0.25, "centre": 0.0, "random": 0.05,
+           "answered": 1.0}
     base = {"metric": "pointing", "task": "vqa", "model": "m", "data": "d", "images": 2,
             "layer": "l"}
-    plain = vqa_pointing_table({**base, "kinds": {"colour": row}})
-    attended = vqa_pointing_table({**base, "kinds": {"colour": {**row, "attention": 0.75}}})
+    plain = pointing_table({**base, "categories": {"colour": row}})
+    attended = pointing_table({**base, "categories": {"colour": {**row, "attention": 0.75}}})
     assert "attention" not in plain and "| colour | 4 | 25.0% | 0.0% | 5.0% | 100.0% |" in plain
     assert "| colour | 4 | 25.0% | 75.0% | 0.0% | 5.0% | 100.0% |" in attended
     assert attended.splitlines()[3].count("---") == 7
+    strict = pointing_table({**base, "categories": {"colour": {**row, "described": 0.125}}})
+    assert "| colour | 4 | 25.0% | 12.5% | 0.0% | 5.0% | 100.0% |" in strict

@@ -14,7 +14,7 @@ def test_fast_run_scores_every_layer_and_target(tmp_path, load_example, capsys) 
     for row in rows:
         assert 0 <= row["object_naming"] <= 1
         for category in ("colour", "shape"):
-            assert row["lenient"][category]["accuracy"] >= row["strict"][category]["accuracy"]
+            assert row["pointing"][category]["accuracy"] >= row["pointing"][category]["described"]
     table = (tmp_path / "results" / "caption_localization.md").read_text()
     assert table in capsys.readouterr().out and table.count("| shipped | mean |") == 6
     assert json.loads((tmp_path / "rows.json").read_text()) == rows

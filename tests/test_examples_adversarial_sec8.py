@@ -52,17 +52,17 @@ def test_box_mask_scales_a_photo_box_to_the_model_input(load_example) -> None:
 
 def test_caption_words(tmp_path, load_example, capsys) -> None:
     result = run("caption_words", tmp_path, load_example, capsys)
-    assert set(result) == {"lenient", "strict", "peaks"}
+    assert set(result) == {"categories", "peaks"}
     # scenes 0-2: 6 colour words, 6 shape words, at least one textured background
-    assert result["lenient"]["colour"]["count"] == 6
-    assert result["lenient"]["shape"]["count"] == 6
-    for category, row in result["lenient"].items():
-        assert 0 <= result["strict"][category]["accuracy"] <= row["accuracy"] <= 1
+    assert result["categories"]["colour"]["count"] == 6
+    assert result["categories"]["shape"]["count"] == 6
+    for row in result["categories"].values():
+        assert 0 <= row["described"] <= row["accuracy"] <= 1
     for category, places in result["peaks"]["places"].items():
         assert places["count"] == 6
         # the places split every word, and the described object is the strict score
         assert abs(sum(v for k, v in places.items() if k != "count") - 1) < 1e-9
-        assert places["described object"] == result["strict"][category]["accuracy"]
+        assert places["described object"] == result["categories"][category]["described"]
         # scenes 0-2 hold 6 objects, 3 of them first in their caption; the mentions split the
         # words, their hits add up to the strict score, and a first object has none before it
         first, later = (result["peaks"]["mentions"][f"{category}, {m}"]

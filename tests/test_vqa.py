@@ -13,9 +13,12 @@ from vlx.checkpoints import save_checkpoint
 from vlx.cli import main
 from vlx.data.shapes import ANSWERS, SPLITS, ShapesWorld
 from vlx.errors import InputError
+from vlx.evaluate import measures
+from vlx.evaluate.sources import evaluation_data
 from vlx.models.coattention import CoAttention
 from vlx.models.vqa_lstm_cnn import VQALSTMCNN
-from vlx.tasks.vqa import VisualQA, vqa_faithfulness, vqa_pointing
+from vlx.task import Example
+from vlx.tasks.vqa import ShapesVQA
 from vlx.text import Vocabulary
 
 TEST = SPLITS["test"][0]
@@ -45,13 +48,13 @@ def checkpoints(tmp_path_factory, world) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
-def vqa(request, checkpoints) -> VisualQA:
-    return VisualQA.load(str(checkpoints[request.param]))
+def vqa(request, checkpoints) -> ShapesVQA:
+    return ShapesVQA.load(str(checkpoints[request.param]))
 
 
 @pytest.fixture(scope="module")
-def coattention(checkpoints) -> VisualQA:
-    return VisualQA.load(str(checkpoints["coattention"]))
+def coattention(checkpoints) -> ShapesVQA:
+    return ShapesVQA.load(str(checkpoints["coattention"]))
 
 
 def _colour_question(world: ShapesWorld, offset: int = 0):
@@ -65,28 +68,27 @@ def _colour_question(world: ShapesWorld, offset: int = 0):
 
 def test_forced_answers_batched_equal_one_at_a_time(vqa, world):
     scene, question = _colour_question(world)
-    inputs = vqa.prepare([Image.fromarray(scene.image)])
-    ids = vqa.encode(question.text)
-    answers = [vqa.answer_index(a) for a in ("red", "yellow", "blue", "circle")]
-    batched = vqa.explain(inputs, ids, [answers])
-    assert batched.maps.shape[:2] == (1, 4)
+    batch = vqa.prepare([Example(Image.fromarray(scene.image), question.text)])
+    answers = ["red", "yellow", "blue", "circle"]
+    batched = vqa.explain(batch, vqa.targets(batch, answers))
+    assert batched.maps.shape[:2] == (1, 4) and batched.targets == [answers]
     for t, answer in enumerate(answers):
-        single = vqa.explain(inputs, ids, [[answer]])
+        single = vqa.explain(batch, vqa.targets(batch, [answer]))
         assert torch.allclose(single.maps[:, 0], batched.maps[:, t], atol=1e-6)
         assert torch.allclose(single.scores[:, 0], batched.scores[:, t], atol=1e-5)
 
 
 def test_everyday_phrasing_reads_the_same(coattention):
-    plain = coattention.encode("what color is the circle?")
+    plain = coattention.encode(["what color is the circle?"])
     for variant in ("What COLOUR is the circle", "what colour is the circle ?!", "  What color is the Circle?"):
-        assert torch.equal(coattention.encode(variant), plain)
+        assert torch.equal(coattention.encode([variant]), plain)
 
 
 def test_bad_questions_and_answers_are_clear_errors(coattention):
     with pytest.raises(InputError, match="no words"):
-        coattention.encode("  ?? ")
+        coattention.encode(["  ?? "])
     with pytest.raises(InputError, match="no word of"):
-        coattention.encode("quelle heure est-il")
+        coattention.encode(["quelle heure est-il"])
     with pytest.raises(InputError, match="'reed'.*red"):
         coattention.answer_index("reed")
 
@@ -94,19 +96,27 @@ def test_bad_questions_and_answers_are_clear_errors(coattention):
 @pytest.mark.parametrize(("layer", "side"), [("encoder.stages.0", 32), ("encoder.stages.1", 16)])
 def test_coattention_is_explainable_at_several_stages(coattention, world, layer, side):
     scene, question = _colour_question(world)
-    inputs = coattention.prepare([Image.fromarray(scene.image)])
-    e = coattention.explain(inputs, coattention.encode(question.text), [[0, 1]], layer=layer)
+    batch = coattention.prepare([Example(Image.fromarray(scene.image), question.text)])
+    e = coattention.explain(batch, coattention.targets(batch, [0, 1]), layer=layer)
     assert e.maps.shape == (1, 2, side, side) and e.layer == layer
 
 
 def test_pointing_and_faithfulness_report_every_kind(coattention, world):
-    pointing = vqa_pointing(coattention, world, TEST, 3, progress=False)
-    assert set(pointing) == {"colour", "shape"}
-    for row in pointing.values():
+    pointing = measures.pointing(coattention, evaluation_data(coattention, "shapes", 3, "pointing"))
+    rows = pointing["categories"]
+    assert set(rows) == {"colour", "shape"}
+    # the colour and shape questions of the 3 scenes, counted by hand from the grammar
+    asked = [q for s in world.scenes(TEST, 3) for q in s.questions()
+             if q.kind in ("colour", "shape") and q.referent is not None]
+    assert sum(row["count"] for row in rows.values()) == len(asked)
+    for row in rows.values():
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["answered"] <= 1 and row["count"] > 0
-    faithfulness = vqa_faithfulness(coattention, world, TEST, 2, progress=False)
+        assert 0 <= row["attention"] <= 1  # the co-attention model's own weights, scored alike
+    data = evaluation_data(coattention, "shapes", 2, "faithfulness")
+    faithfulness = measures.faithfulness(coattention, data)["methods"]
     assert set(faithfulness) == {"gradcam", "guided-backprop"}
     assert all(-1 <= row["rank_correlation"] <= 1 for row in faithfulness.values())
+    assert faithfulness["gradcam"]["count"] <= 2
 
 
 def test_vqa_cli_json(tmp_path, capsys, checkpoints):

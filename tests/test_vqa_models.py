@@ -335,25 +335,28 @@ def test_shipped_coattention_meets_its_goals() -> None:
 def test_shipped_coattention_attends_to_the_object_asked_about() -> None:
     """Its question-level attention peaks on the referent (90% on 300 test scenes); the pointing
     report scores it next to Grad-CAM, and only for models that attend."""
-    from vlx.tasks.vqa import VisualQA, vqa_pointing
-
-    world, first = ShapesWorld(seed=0), SPLITS["test"][0]
-    report = vqa_pointing(VisualQA.load("coattention"), world, first, 12, progress=False)
+    report = _pointing("coattention", 12)
     assert all(row["attention"] >= 0.8 for row in report.values()), report
-    plain = vqa_pointing(VisualQA.load("lstm-cnn"), world, first, 2, progress=False)
+    plain = _pointing("lstm-cnn", 2)
     assert all("attention" not in row for row in plain.values())
+
+
+def _pointing(model: str, scenes: int, layer: str | None = None) -> dict:
+    from vlx.evaluate import measures
+    from vlx.evaluate.sources import evaluation_data
+    from vlx.tasks.vqa import ShapesVQA
+
+    vqa = ShapesVQA.load(model)
+    data = evaluation_data(vqa, "shapes", scenes, "pointing")
+    return measures.pointing(vqa, data, layer)["categories"]
 
 
 def test_shipped_coattention_gradcam_points_at_the_object_asked_about() -> None:
     """At its default layer (the attended map) the correct answer's Grad-CAM peaks on the
     object asked about for at least 80% of colour and of shape questions (82.5% / 81.2% on 300
     test scenes); at the question-blind encoder output it points far less often (34% / 33%)."""
-    from vlx.tasks.vqa import VisualQA, vqa_pointing
-
-    world, first = ShapesWorld(seed=0), SPLITS["test"][0]
-    vqa = VisualQA.load("coattention")
-    report = vqa_pointing(vqa, world, first, 60, progress=False)
-    encoder = vqa_pointing(vqa, world, first, 60, layer="encoder.stages.2", progress=False)
+    report = _pointing("coattention", 60)
+    encoder = _pointing("coattention", 60, "encoder.stages.2")
     for kind, row in report.items():
         assert row["count"] >= 80 and row["accuracy"] >= 0.8, (kind, row)
         assert row["accuracy"] >= encoder[kind]["accuracy"] + 0.2, (kind, row, encoder[kind])

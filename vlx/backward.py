@@ -104,7 +104,9 @@ def per_target_gradients(
     for first in range(0, num_targets, step):
         columns = range(first, min(first + step, num_targets))
         parts.append(_gradients(scores, wrt, columns, retain=columns.stop < num_targets))
-    return torch.cat(parts).transpose(0, 1)
+    # One part is returned as it is: a copy by ``cat`` could change its memory layout, and
+    # with it the order in which later reductions sum (the last bits of the maps).
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)).transpose(0, 1)
 
 
 def _gradients(scores: torch.Tensor, wrt: torch.Tensor, columns: range, retain: bool) -> torch.Tensor:

@@ -54,13 +54,16 @@ def load_checkpoint(
     try:
         data = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
-        if "weights only" in str(err).lower() or "weights_only" in str(err):
+        if "GLOBAL" in str(err):  # an object loading would build by running its code
             raise InputError(
                 f"{what} {str(path)!r} is refused: it holds Python objects besides tensors and "
                 "plain containers, which loading would run as code; vlx reads only checkpoints "
                 "written by `vlx train`"
             ) from None
-        raise InputError(f"{what} {str(path)!r} is not a readable checkpoint: {err}") from None
+        raise InputError(
+            f"{what} {str(path)!r} is not a readable checkpoint (corrupt, truncated, or not a "
+            "checkpoint at all)"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(

@@ -13,6 +13,9 @@ from contextlib import contextmanager
 
 from vlx.methods import METHODS as METHOD_NAMES
 
+MAX_SIDE = 1024
+"""Default longest side of drawn pictures (``vlx.images.MAX_SIDE``; kept here so parsing
+imports no image library)."""
 PROBE_IMAGES = 100
 """Default shapes probe for ``--text``: enough for stable names, a first call well under a
 minute on CPU."""
@@ -91,8 +94,16 @@ def _one_line_warnings(name: str) -> Iterator[None]:
         warnings.showwarning = shown
 
 
+class Parser(argparse.ArgumentParser):
+    """Option errors as every other bad input: one line naming the bad value, status 2
+    (``--help`` shows the usage)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="vlx",
         description="Visual explanations (Grad-CAM, Guided Grad-CAM, ...) of vision models.",
     )
@@ -104,16 +115,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(commands)
     _add_dissect(commands)
     return parser
-
-
-def _methods(text: str) -> list[str]:
-    methods = [m.strip() for m in text.split(",") if m.strip()]
-    for method in methods:
-        if method not in METHOD_NAMES:
-            raise argparse.ArgumentTypeError(
-                f"unknown method {method!r}; valid methods: {', '.join(METHOD_NAMES)}"
-            )
-    return methods
 
 
 def _add_explain(commands: argparse._SubParsersAction) -> None:
@@ -199,11 +200,16 @@ def _add_explanation_outputs(parser: argparse.ArgumentParser) -> None:
     and ``--text`` with the probe it dissects the explained layer on."""
     parser.add_argument(
         "--method",
-        type=_methods,
+        type=_listed(METHOD_NAMES),
         default=["gradcam"],
         help=f"comma-separated methods: {','.join(METHOD_NAMES)} (gradcam)",
     )
     parser.add_argument("--out", default="vlx-out", help="output folder (vlx-out)")
+    parser.add_argument(
+        "--max-side", type=int, default=MAX_SIDE,
+        help=f"longest side of the pictures drawn, in pixels ({MAX_SIDE}); peaks are given in "
+        "the image's own pixels",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.add_argument(
@@ -255,12 +261,11 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="measure explanations against ground truth")
     metrics = evaluate.add_subparsers(dest="metric", metavar="METRIC", required=True)
     pointing = _evaluation_parser(
-        metrics, "pointing", "the pointing game on ShapesWorld or VOC-annotated images",
+        metrics, "pointing", "the pointing game",
         "Pointing game (paper Sec. 4.3, 8.1.1): does the map's peak lie on what the word, "
-        "answer or class refers to? Reports accuracy per category next to the image-centre and "
-        "uniform-random-point baselines; --rejection scores a classifier's top-5 classes "
-        "with rejection (Appendix D).",
-        tasks=["caption", "vqa", "classify"], images=300, voc=True,
+        "answer or class refers to? Reports accuracy per referent category next to the "
+        "image-centre and uniform-random-point baselines; --rejection scores a classifier's "
+        "top-5 classes with rejection (Appendix D).", images=300,
     )
     pointing.add_argument(
         "--rejection", action="store_true",
@@ -270,19 +275,23 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         "--reject-threshold", type=float, nargs="+", metavar="T",
         help="rejection thresholds on the raw map max (default: 1/16 .. 64, doubling)",
     )
-    _evaluation_parser(
+    faithfulness = _evaluation_parser(
         metrics, "faithfulness", "rank correlation with occlusion maps",
-        "Faithfulness (paper Sec. 5.3): Spearman rank correlation of Grad-CAM and of Guided "
-        "Backprop maps with occlusion-sensitivity maps, for the predicted answer.",
-        tasks=["vqa"], images=100, layer=False,
+        "Faithfulness (paper Sec. 5.3): Spearman rank correlation of each method's map with "
+        "the occlusion-sensitivity map (window 16, stride 8 px) of the predicted target.",
+        images=100,
+    )
+    faithfulness.add_argument(
+        "--method", type=_listed(METHOD_NAMES), default=["gradcam", "guided-backprop"],
+        help="comma-separated methods; the first leads the paired differences "
+        "(gradcam,guided-backprop)",
     )
     localization = _evaluation_parser(
         metrics, "localization", "weakly-supervised localization (box IoU)",
         "Weakly-supervised localization (paper Sec. 4.1): the box around the largest segment "
-        "of the map above --threshold x its max must reach IoU 0.5 with a true box. With "
-        "--data voc:DIR: ILSVRC top-1 / top-5 localization and classification error; on "
-        "ShapesWorld: the box of each caption word's or answer's referent.",
-        tasks=["classify", "caption", "vqa"], images=300, voc=True,
+        "of the map above --threshold x its max must reach IoU 0.5 with a true box. For a "
+        "classifier: ILSVRC top-1 / top-5 localization and classification error over its "
+        "predictions; otherwise per referent category of the targets.", images=300,
     )
     localization.add_argument(
         "--method", default="gradcam", choices=METHOD_NAMES, help="method to score (gradcam)"
@@ -291,30 +300,15 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         "--threshold", type=float, default=0.15, help="segment threshold, fraction of max (0.15)"
     )
     localization.add_argument("--iou", type=float, default=0.5, help="IoU for a hit (0.5)")
-
-    def listed(valid: tuple[str, ...]) -> Callable[[str], list[str]]:
-        def parse(text: str) -> list[str]:
-            methods = [m.strip() for m in text.split(",") if m.strip()]
-            bad = [m for m in methods if m not in valid]
-            if bad or not methods:
-                raise argparse.ArgumentTypeError(
-                    f"unknown method {(bad or [text])[0]!r}; valid: {', '.join(valid)}"
-                )
-            return methods
-
-        return parse
-
     deletion = _evaluation_parser(
         metrics, "deletion", "deletion and insertion curve areas",
-        "Deletion / insertion (Petsiuk et al. 2018): the score of the explained class, word "
-        "or answer as the most salient pixels are removed (area: lower is better) or put back "
-        "into a blurred image (area: higher is better). --task classify uses --data voc:DIR's "
-        "images, ShapesWorld scenes (--model shapes, the default) or the bundled photos (any "
-        "other classifier).",
-        tasks=["classify", "caption", "vqa"], images=20, voc=True,
+        "Deletion / insertion (Petsiuk et al. 2018): the probability of the explained class, "
+        "word or answer as the most salient pixels are removed (area: lower is better) or put "
+        "back into a blurred image (area: higher is better). A classifier without ShapesWorld "
+        "classes or --data is scored on the bundled photos.", images=20,
     )
     deletion.add_argument(
-        "--method", type=listed((*METHOD_NAMES, "random")),
+        "--method", type=_listed((*METHOD_NAMES, "random")),
         default=["gradcam", "guided-backprop", "occlusion", "random"],
         help="comma-separated methods, `random` for a noise map "
         "(gradcam,guided-backprop,occlusion,random)",
@@ -327,42 +321,54 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     energy = _evaluation_parser(
         metrics, "energy", "mean map inside vs outside the referent",
         "Energy ratio (paper Sec. 8.1, DenseCap comparison): mean map value on the pixels a "
-        "caption word refers to over the mean elsewhere, per word category; a uniform map "
-        "scores 1.",
-        tasks=["caption"], images=100,
+        "target describes over the mean elsewhere, per referent category; a uniform map "
+        "scores 1.", images=100,
     )
     energy.add_argument(
-        "--method", type=listed(METHOD_NAMES), default=["gradcam", "guided-backprop",
-                                                        "guided-gradcam"],
+        "--method", type=_listed(METHOD_NAMES), default=["gradcam", "guided-backprop",
+                                                         "guided-gradcam"],
         help="comma-separated methods (gradcam,guided-backprop,guided-gradcam)",
     )
 
 
+def _listed(valid: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """A comma-separated list of names from ``valid``, at least one."""
+
+    def parse(text: str) -> list[str]:
+        methods = [m.strip() for m in text.split(",") if m.strip()]
+        bad = [m for m in methods if m not in valid]
+        if bad or not methods:
+            raise argparse.ArgumentTypeError(
+                f"unknown method {(bad or [text])[0]!r}; valid: {', '.join(valid)}"
+            )
+        return methods
+
+    return parse
+
+
 def _evaluation_parser(
     metrics: argparse._SubParsersAction, name: str, what: str, description: str, *,
-    tasks: list[str], images: int, voc: bool = False, layer: bool = True,
+    images: int,
 ) -> argparse.ArgumentParser:
     """A ``vlx evaluate NAME`` parser with the options every evaluation shares."""
     parser = metrics.add_parser(name, help=what, description=description)
     parser.add_argument(
-        "--task", choices=tasks, required=not voc,
-        help="default with --data voc:DIR: classify" if voc else None,
+        "--task", choices=["classify", "caption", "vqa"],
+        help="the task (default with --data voc:DIR: classify; with coco:...: caption)",
     )
     parser.add_argument("--images", type=int, default=images, help=f"images to score ({images})")
-    if voc:
-        parser.add_argument(
-            "--data", default="shapes",
-            help="shapes (ShapesWorld test split, default) or voc:DIR (images + Pascal-VOC XML)",
-        )
+    parser.add_argument(
+        "--data", default="shapes",
+        help="shapes (ShapesWorld test split, default), voc:DIR (images + Pascal-VOC XML, "
+        "classifiers) or coco:CAPTIONS_JSON,INSTANCES_JSON,IMAGE_DIR (captioners)",
+    )
     parser.add_argument(
         "--model",
-        help="VQA model: coattention (default), lstm-cnn or a checkpoint; classifier: shapes "
-        "(default on ShapesWorld: the shipped shape classifier), efficientnet_lite0 (default "
-        "with --data voc:DIR) or any `vlx explain --model` form",
+        help="as `vlx explain|caption|vqa --model` takes it; default: the shipped ShapesWorld "
+        "model of the task (efficientnet_lite0 with --data voc:DIR)",
     )
-    parser.add_argument("--checkpoint", help="captioner checkpoint (default: the shipped one)")
-    if layer:
-        parser.add_argument("--layer", help="layer to explain (default: the model's)")
+    parser.add_argument("--checkpoint", help="a captioner checkpoint (the same as --model PATH)")
+    parser.add_argument("--layer", help="layer to explain (default: the model's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(run=_lazy("vlx.commands.evaluate"))

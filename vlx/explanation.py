@@ -64,14 +64,25 @@ class Explanation:
         """The same explanation with every map scaled to [0, 1] on its own."""
         return replace(self, maps=normalize(self.maps))
 
-    def peaks(self, size: tuple[int, int] | None = None) -> torch.Tensor:
+    def peaks(
+        self, size: tuple[int, int] | None = None, image_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """(N, T, 2) integer ``(x, y)`` of each map's maximum, in ``size`` pixel coordinates.
 
         With ``size`` the map is first upsampled bilinearly, so the peak is located the way a
-        person sees it on the overlay. Ties go to the first maximum in row-major order.
+        person sees it on the overlay. With ``image_size`` as well (the photo, when the
+        overlay is drawn smaller), the peak found at ``size`` is given in the photo's pixels:
+        the pixel under the centre of the overlay pixel. Ties go to the first maximum in
+        row-major order.
         """
         maps = upsample(self.maps, size) if size is not None else self.maps
-        return peak_coordinates(maps)
+        peaks = peak_coordinates(maps)
+        if image_size is None or size is None or tuple(image_size) == tuple(size):
+            return peaks
+        (height, width), (shown_h, shown_w) = image_size, size
+        x = ((peaks[..., 0] + 0.5) * width / shown_w).floor().clamp(max=width - 1)
+        y = ((peaks[..., 1] + 0.5) * height / shown_h).floor().clamp(max=height - 1)
+        return torch.stack([x, y], dim=-1).long()
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vlx.errors import InputError
 
@@ -18,25 +19,54 @@ _RESAMPLE = {
 }
 
 
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEMO_IMAGES = (ASSETS / "chelsea.jpg", ASSETS / "coffee.jpg")
+"""scikit-image's CC0 photos, bundled: a cat and a cup of coffee."""
+MAX_SIDE = 1024
+"""Default longest side of the pictures vlx draws: memory and time follow what is shown, not
+the pixel count of the photo."""
+
+
 def load_image(path: str | Path) -> Image.Image:
-    """An 8-bit RGB image from any file Pillow reads: grayscale, RGBA, palette and 16-bit too.
+    """An 8-bit RGB image from any file Pillow reads: grayscale, RGBA, palette and 16-bit too,
+    turned upright by its EXIF orientation, as a photo viewer shows it.
 
     Transparent pixels are composited on white; 16-bit and float images are rescaled from
-    their full range rather than clipped. Unreadable, truncated or non-image files raise
-    ``InputError`` naming the file.
+    their full range rather than clipped. Unreadable, truncated or non-image files, and
+    images of more pixels than Pillow's decompression-bomb limit, raise ``InputError``
+    naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image {str(path)!r} does not exist or is not a file")
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = opened.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                opened.load()
+                image = ImageOps.exif_transpose(opened)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(
+            f"image {str(path)!r} has more than {Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's "
+            "limit against decompression bombs; resize it first"
+        ) from None
     except UnidentifiedImageError:
         raise InputError(f"{str(path)!r} is not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as err:
         raise InputError(f"cannot read image {str(path)!r}: {err}") from None
     return to_rgb(image)
+
+
+def bounded(image: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
+    """``image`` scaled down so its longest side is at most ``max_side`` (itself if it is
+    already that small): what figures are drawn on."""
+    if max_side < 1:
+        raise InputError(f"--max-side must be at least 1 pixel, got {max_side}")
+    if max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -57,6 +57,8 @@ def class_index(value: Any) -> int:
 def class_indices(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
     """(N, T) long tensor of class indices; ``None`` means each image's top-1 class."""
     n, num_classes = logits.shape[0], logits.shape[-1]
+    if isinstance(targets, np.ndarray):
+        targets = torch.as_tensor(targets)
     if targets is None:
         index = logits.detach().argmax(dim=-1, keepdim=True)
     elif isinstance(targets, torch.Tensor) and targets.dim() > 0:
@@ -129,3 +131,11 @@ def target_scores(outputs: Any, targets: Targets) -> tuple[torch.Tensor, list[li
         raise ValueError(f"class targets need (N, C) logits, got shape {tuple(logits.shape)}")
     index = class_indices(targets, logits)
     return logits.gather(1, index), index.tolist()
+
+
+def gather_targets(values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) ``values[b, ids[b]]`` of (B, C) values; a single row of ids serves every row
+    (copies of one image, as deletion and occlusion score them)."""
+    if ids.shape[0] == 1 and values.shape[0] != 1:
+        ids = ids.expand(values.shape[0], -1)
+    return values.gather(1, ids)

@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vlx.cli import print_json
-from vlx.commands.explain import resolve_device
-from vlx.commands.textual import LayerSubject, model_key
+from vlx.commands.textual import model_key
+from vlx.devices import resolve_device
 from vlx.errors import InputError
+from vlx.task import LayerSubject
 
 if TYPE_CHECKING:
     import torch
-
-    from vlx.tasks.classification import ImageClassifier
 
 SHAPES_MODELS = ("captioner", "coattention", "lstm-cnn")
 PICTURED_UNITS = 8
@@ -83,33 +82,10 @@ def dissection_subject(name: str, layer: str | None, device: torch.device) -> La
     layer: a ShapesWorld model's image encoder output (co-attention explains a later,
     question-dependent map by default, whose units no image probe can name), or a classifier's
     explained layer."""
+    from vlx.tasks.loading import load_task
+
     if name == "captioner":
-        from vlx.tasks.captioning import Captioner
-
-        captioner = Captioner.load(device=str(device))
-        return LayerSubject(captioner.model, layer or captioner.layer, captioner.prepare, name,
-                            forward=captioner.model.encoder)
+        return load_task("caption", "shapes", device).dissection_subject(layer)
     if name in SHAPES_MODELS:
-        from vlx.models.vqa_lstm_cnn import ENCODER_LAYER
-        from vlx.tasks.vqa import VisualQA
-
-        vqa = VisualQA.load(name, str(device))
-        return LayerSubject(vqa.model, layer or ENCODER_LAYER, vqa.prepare, name,
-                            forward=vqa.model.encoder)
-    from vlx.tasks.classification import ImageClassifier
-
-    classifier = ImageClassifier.load(name, str(device))
-    chosen = layer or classifier.layer or _last_spatial_layer(classifier)
-    to_grid = classifier.to_grid if chosen == classifier.layer else None
-    return LayerSubject(classifier.model, chosen, classifier.prepare, name, to_grid=to_grid)
-
-
-def _last_spatial_layer(classifier: ImageClassifier) -> str:
-    from PIL import Image
-
-    from vlx.layers import last_spatial_layer
-
-    blank = [Image.new("RGB", (64, 64))]
-    return last_spatial_layer(
-        classifier.model, lambda: classifier.model(classifier.prepare(blank))
-    )
+        return load_task("vqa", name, device).dissection_subject(layer)
+    return load_task("classify", name, device).dissection_subject(layer)

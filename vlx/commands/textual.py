@@ -1,8 +1,9 @@
 """``--text`` for ``vlx explain``, ``vlx caption`` and ``vlx vqa``: dissect the explained layer
 (once; later calls reuse the cached result), then name each target's top and bottom units.
 
-Each command says what dissecting its model needs as a ``LayerSubject``: the image encoder's
-forward (so no caption or question is needed), the layer, and how its output becomes a grid.
+Each adapter says what dissecting its model needs (``Task.dissection_subject``): the image
+encoder's forward (so no caption or question is needed), the layer, and how its output
+becomes a grid.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from vlx.dissect.names import UnitName
 from vlx.errors import InputError
 from vlx.explanation import Explanation
 from vlx.render import explanation_picture, save_png, textual_figure
+from vlx.task import LayerSubject
 from vlx.textual import ALPHA_METHODS, target_alphas, textual_explanation
 
 
@@ -37,33 +38,24 @@ def text_method(methods: list[str]) -> str:
     )
 
 
-@dataclass(frozen=True)
-class LayerSubject:
-    """What dissecting the explained layer of a model needs.
+def check_probe(args: argparse.Namespace) -> None:
+    """``--probe`` and ``--probe-images``, checked before anything is computed or written."""
+    from vlx.dissect.probe import SHAPES_PROBE
 
-    Attributes:
-        model: the model whose ``layer`` (dotted name) is dissected.
-        layer: the explained layer.
-        prepare: PIL images -> model input, as the explanation prepared them.
-        name: how the person named the model; with a digest of its weights it keys the cache.
-        forward: runs the model far enough to reach the layer (default ``model(inputs)``).
-        to_grid: the layer's output -> (N, K, h, w), for token layers.
-    """
-
-    model: nn.Module
-    layer: str
-    prepare: Callable[[list[Image.Image]], torch.Tensor]
-    name: str
-    forward: Callable[[torch.Tensor], Any] | None = None
-    to_grid: Callable[[torch.Tensor], torch.Tensor] | None = None
+    if args.probe_images < 1:
+        raise InputError(f"--probe-images must be at least 1, got {args.probe_images}")
+    if args.probe != SHAPES_PROBE and not (Path(args.probe).expanduser() / "index.csv").is_file():
+        raise InputError(
+            f"--probe {args.probe!r} is neither {SHAPES_PROBE!r} nor a Broden directory "
+            "(a folder with index.csv, label.csv, category.csv, c_*.csv and images/)"
+        )
 
 
 def layer_units(subject: LayerSubject, args: argparse.Namespace) -> list[UnitName]:
     """The dissection of the subject's layer on ``--probe`` (``--probe-images`` of them)."""
     from vlx.dissect import cached_dissection
 
-    if args.probe_images < 1:
-        raise InputError(f"--probe-images must be at least 1, got {args.probe_images}")
+    check_probe(args)
     device = next(subject.model.parameters()).device
     dissection = cached_dissection(
         subject.model,

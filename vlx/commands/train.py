@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vlx.commands.explain import resolve_device
+from vlx.devices import resolve_device
 from vlx.errors import InputError
 
 COMMON = ("data", "steps", "batch", "lr", "seed", "checkpoint_every", "eval_images", "resume",

@@ -252,7 +252,15 @@ def _rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
             raise InputError(
                 f"{path} has no column {missing[0]!r}; its columns: {', '.join(columns) or 'none'}"
             )
-        return list(reader)
+        rows = list(reader)
+    for line, row in enumerate(rows, start=2):
+        if None in row or any(row[c] is None for c in columns):
+            count = sum(value is not None for key, value in row.items() if key is not None)
+            raise InputError(
+                f"{path} line {line} has {count} of {len(columns)} fields: the file is "
+                "truncated or damaged"
+            )
+    return rows
 
 
 def _primary_labels(

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from vlx.capture import read_layer
 from vlx.dissect.broden import BrodenProbe
 from vlx.dissect.cache import cache_name, cache_root
 from vlx.dissect.examples import TopImages
@@ -31,8 +32,8 @@ from vlx.dissect.quantile import UnitQuantiles
 from vlx.dissect.tally import CategoryScore, IoUTally
 from vlx.errors import InputError
 from vlx.explanation import upsample
-from vlx.files import write_text_atomic
-from vlx.layers import named_layer, spatial_output
+from vlx.files import sweep_temporaries, write_text_atomic
+from vlx.layers import named_layer
 
 QUANTILE = 0.005
 """Each unit's mask is where it exceeds the value only this fraction of its activations do."""
@@ -275,9 +276,14 @@ def cached_dissection(
     ``~/.cache/vlx``.
     """
     probe = probe_name(probe_spec, size)
-    directory = cache_root(cache_dir) / "dissections" / cache_name(key, layer, probe)
+    dissections = cache_root(cache_dir) / "dissections"
+    sweep_temporaries(dissections)
+    directory = dissections / cache_name(key, layer, probe)
     if (directory / JSON_FILE).is_file():
-        return Dissection.read(directory)
+        try:
+            return Dissection.read(directory)
+        except InputError:
+            pass  # vlx's own cache, damaged: dissected and written again below
     result = dissect(
         model, layer, load_probe(probe_spec, size, cache_dir=cache_dir), prepare,
         forward=forward, to_grid=to_grid, device=device, progress=progress,
@@ -286,13 +292,10 @@ def cached_dissection(
     return result
 
 
-class _Reached(Exception):
-    """Raised by the capture hook once the layer has run: the rest of the forward is waste."""
-
-
 class _LayerReader:
-    """Runs ``forward`` until ``module`` has produced its output, and returns that output
-    as an (N, K, h, w) float grid. The hook is removed whatever happens."""
+    """Runs ``forward`` until ``module`` has produced its output, and returns that output as
+    an (N, K, h, w) float grid (``vlx.capture.read_layer``: the hook is removed whatever
+    happens)."""
 
     def __init__(
         self, module: nn.Module, name: str, forward: Callable[[torch.Tensor], Any],
@@ -301,31 +304,11 @@ class _LayerReader:
         self.module, self.name, self.forward, self.to_grid = module, name, forward, to_grid
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        captured: list[torch.Tensor] = []
-
-        def capture(module: nn.Module, args: Any, output: Any) -> None:
-            tensor = spatial_output(output)
-            if tensor is None:
-                raise TypeError(
-                    f"layer {self.name!r} returned a {type(output).__name__}, not a tensor"
-                )
-            captured.append(tensor.detach())
-            raise _Reached
-
-        handle = self.module.register_forward_hook(capture)
-        try:
-            with torch.no_grad():
-                self.forward(inputs)
-        except _Reached:
-            pass
-        finally:
-            handle.remove()
-        if not captured:
-            raise InputError(f"layer {self.name!r} did not run in the forward pass")
-        grid = self.to_grid(captured[0]) if self.to_grid is not None else captured[0]
+        output = read_layer(self.module, self.name, lambda: self.forward(inputs))
+        grid = self.to_grid(output) if self.to_grid is not None else output
         if grid.dim() != 4:
             raise InputError(
-                f"layer {self.name!r} gives shape {tuple(captured[0].shape)}; dissection needs "
+                f"layer {self.name!r} gives shape {tuple(output.shape)}; dissection needs "
                 "(N, K, h, w): pick a convolutional layer or pass to_grid for token outputs"
             )
         return grid.float()

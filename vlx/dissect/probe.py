@@ -3,12 +3,14 @@ directory. Both are read by ``BrodenProbe``, so there is one code path for both.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from vlx.dissect.broden import BrodenProbe, Label, ProbeRecord, write_broden
 from vlx.dissect.cache import cache_name, cache_root
 from vlx.errors import InputError
+from vlx.files import sweep_temporaries
 
 SHAPES_PROBE = "shapes"
 SHAPES_PROBE_SIZE = 200
@@ -28,14 +30,20 @@ def load_probe(
         count = SHAPES_PROBE_SIZE if size is None else size
         if count < 1:
             raise InputError(f"the shapes probe needs at least 1 image, got {count}")
-        directory = cache_root(cache_dir) / "probes" / cache_name("shapes", SHAPES_SPLIT, count)
-        if not (directory / "index.csv").is_file():
+        probes = cache_root(cache_dir) / "probes"
+        sweep_temporaries(probes)
+        directory = probes / cache_name("shapes", SHAPES_SPLIT, count)
+        if (directory / "index.csv").is_file():
             try:
-                write_shapes_probe(directory, count)
-            except OSError:
-                if not (directory / "index.csv").is_file():
-                    raise
-                # another process finished the same probe first: use theirs
+                return BrodenProbe(directory, name=probe_name(spec, size))
+            except InputError:
+                shutil.rmtree(directory)  # vlx's own cache, damaged: written again below
+        try:
+            write_shapes_probe(directory, count)
+        except OSError:
+            if not (directory / "index.csv").is_file():
+                raise
+            # another process finished the same probe first: use theirs
         return BrodenProbe(directory, name=probe_name(spec, size))
     path = Path(spec).expanduser()
     if not path.is_dir():

@@ -9,7 +9,7 @@ import torch
 
 from vlx.dissect.names import UnitName
 from vlx.explanation import Explanation
-from vlx.textual import RankedUnit, textual_explanation, textual_explanations
+from vlx.dissect.textual import RankedUnit, textual_explanation, textual_explanations
 
 # Unit k: (category, label, IoU). Unit 3 is at exactly the 0.05 threshold, unit 1 just below.
 NAMES = [
@@ -136,7 +136,7 @@ def test_ranked_unit_name_uses_the_threshold() -> None:
 def test_figure_draws_image_overlay_and_one_bar_per_unit_in_its_colour() -> None:
     import numpy as np
 
-    from vlx.render import INHIBITIVE_RGB, PERSUASIVE_RGB, textual_figure
+    from vlx.dissect.figure import INHIBITIVE_RGB, PERSUASIVE_RGB, textual_figure
 
     text = textual_explanation(ALPHAS, NAMES, "red", k=5)
     image = np.full((32, 32, 3), 255, dtype=np.uint8)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,9 +16,6 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vlx.explanation import Explanation, normalize, upsample
 from vlx.files import write_atomic
-
-if TYPE_CHECKING:
-    from vlx.textual import RankedUnit, TextualExplanation
 
 Picture = np.ndarray | Image.Image | torch.Tensor
 
@@ -86,7 +82,7 @@ def grid(
         raise ValueError("grid needs at least one panel")
     columns = columns or len(panels)
     rows = (len(panels) + columns - 1) // columns
-    font = _font(14)
+    font = font_of(14)
     label_h, pad = 22, 6
     tiles = []
     for _, picture in panels:
@@ -95,14 +91,14 @@ def grid(
         tiles.append(tile)
     tile_h = max(tile.height for tile in tiles)
     cell_w, cell_h = panel_size + pad, tile_h + label_h + pad
-    caption_lines = _wrap(caption, font, columns * cell_w - 2 * pad) if caption else []
+    caption_lines = wrap_text(caption, font, columns * cell_w - 2 * pad) if caption else []
     caption_h = 20 * len(caption_lines) + (pad if caption_lines else 0)
     sheet = Image.new("RGB", (columns * cell_w + pad, rows * cell_h + pad + caption_h), "white")
     draw = ImageDraw.Draw(sheet)
     for i, ((label, _), tile) in enumerate(zip(panels, tiles)):
         x = pad + (i % columns) * cell_w
         y = pad + (i // columns) * cell_h
-        draw.text((x, y + 2), _fit(label, font, panel_size), fill="black", font=font)
+        draw.text((x, y + 2), fit_text(label, font, panel_size), fill="black", font=font)
         sheet.paste(tile, (x, y + label_h))
     for j, line in enumerate(caption_lines):
         draw.text((pad, rows * cell_h + pad + 20 * j), line, fill="black", font=font)
@@ -123,59 +119,6 @@ def explanation_picture(explanation: Explanation, n: int, t: int, image: Image.I
     return overlay(image, heat)
 
 
-PERSUASIVE_RGB = (46, 139, 87)
-INHIBITIVE_RGB = (200, 50, 50)
-
-
-def textual_figure(
-    image: Picture, heatmap: Picture, text: TextualExplanation, panel_size: int = 224,
-    method: str = "Grad-CAM",
-) -> Image.Image:
-    """The paper's Fig. 9: the image, its Grad-CAM overlay, and beside them the top units for
-    (green) and against (red) the target, each a bar as long as its |alpha| with the unit's
-    name, IoU and alpha; the sentence underneath."""
-    font, small = _font(14), _font(12)
-    pad, row_h, header_h, bar_w, text_w = 6, 18, 20, 110, 320
-    tiles = []
-    for picture in (image, heatmap):
-        tile = Image.fromarray(as_rgb(picture))
-        scale = panel_size / max(tile.size)
-        size = (max(1, round(tile.width * scale)), max(1, round(tile.height * scale)))
-        tiles.append(tile.resize(size, Image.Resampling.BILINEAR))
-    rows = [(text.persuasive, PERSUASIVE_RGB, "for"), (text.inhibitive, INHIBITIVE_RGB, "against")]
-    units_h = sum(header_h + row_h * max(len(units), 1) for units, _, _ in rows)
-    top_h = max(max(t.height for t in tiles) + header_h, units_h)
-    width = 2 * (panel_size + pad) + bar_w + text_w + 2 * pad
-    lines = _wrap(text.sentence(), small, width - 2 * pad)
-    sheet = Image.new("RGB", (width, pad + top_h + 16 * len(lines) + 2 * pad), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (label, tile) in enumerate(zip(("input", f"{method}: {text.target}"), tiles)):
-        x = pad + i * (panel_size + pad)
-        draw.text((x, pad), _fit(label, font, panel_size), fill="black", font=font)
-        sheet.paste(tile, (x, pad + header_h))
-    largest = max((abs(u.alpha) for units, _, _ in rows for u in units), default=0.0) or 1.0
-    x, y = pad + 2 * (panel_size + pad), pad
-    for units, colour, side in rows:
-        title = f"top {len(units)} units {side} {text.target!r}" if units else f"no units {side}"
-        draw.text((x, y), _fit(title, font, bar_w + text_w), fill="black", font=font)
-        y += header_h
-        for unit in units:
-            length = max(1, round(bar_w * abs(unit.alpha) / largest))
-            draw.rectangle((x, y + 3, x + length, y + row_h - 3), fill=colour)
-            draw.text((x + bar_w + pad, y + 2), _fit(_unit_label(unit), small, text_w - pad),
-                      fill="black", font=small)
-            y += row_h
-        y += 0 if units else row_h
-    for j, line in enumerate(lines):
-        draw.text((pad, pad + top_h + pad + 16 * j), line, fill="black", font=small)
-    return sheet
-
-
-def _unit_label(unit: RankedUnit) -> str:
-    iou = f"IoU {unit.iou:.2f}" if unit.named else f"{unit.label} {unit.iou:.2f}"
-    return f"{unit.name} ({iou})  alpha {unit.alpha:+.3g}"
-
-
 def save_png(picture: Picture, path: str | Path) -> Path:
     """Write a PNG atomically (``vlx.files.write_atomic``)."""
     image = picture if isinstance(picture, Image.Image) else Image.fromarray(as_rgb(picture))
@@ -190,20 +133,20 @@ def _array(values: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.asarray(values)
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def font_of(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):
         return ImageFont.load_default()
 
 
-def _fit(text: str, font: ImageFont.ImageFont, width: int) -> str:
+def fit_text(text: str, font: ImageFont.ImageFont, width: int) -> str:
     while text and font.getlength(text) > width:
         text = text[:-2] + "…" if len(text) > 2 else ""
     return text
 
 
-def _wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
+def wrap_text(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
     lines: list[str] = []
     for word in text.split():
         if lines and font.getlength(f"{lines[-1]} {word}") <= width:

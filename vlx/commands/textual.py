@@ -18,12 +18,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from vlx.dissect.figure import textual_figure
 from vlx.dissect.names import UnitName
+from vlx.dissect.textual import ALPHA_METHODS, target_alphas, textual_explanation
 from vlx.errors import InputError
 from vlx.explanation import Explanation
-from vlx.render import explanation_picture, save_png, textual_figure
+from vlx.render import explanation_picture, save_png
 from vlx.task import LayerSubject
-from vlx.textual import ALPHA_METHODS, target_alphas, textual_explanation
 
 
 def text_method(methods: list[str]) -> str:

@@ -6,14 +6,30 @@ before; questions are asked only where their answer follows from the ground trut
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from vlx.data.shapes.vocabulary import COLOURS, COUNT_WORDS, PLURALS, SHAPES
 
-if TYPE_CHECKING:
-    from vlx.data.shapes.scene import Scene
+
+class Placed(Protocol):
+    """An object as the grammar reads it: what it is and where its box lies."""
+
+    shape: str
+    colour: str
+    size: str
+    box: tuple[int, int, int, int]
+
+
+class Described(Protocol):
+    """A scene as the grammar reads it (``vlx.data.shapes.scene.Scene``)."""
+
+    objects: Sequence[Placed]
+    background: str
+    index: int
+    seed: int
 
 QUESTION_STREAM = 1  # third seed word: question choices never share the image's stream
 
@@ -50,7 +66,7 @@ class Question(NamedTuple):
     referent: int | None
 
 
-def caption_grounding(scene: Scene) -> list[Token]:
+def caption_grounding(scene: Described) -> list[Token]:
     """The caption as grounded tokens, so each word can be scored against its pixels."""
     tokens: list[Token] = []
     for i, obj in enumerate(scene.objects):
@@ -72,7 +88,7 @@ def caption_grounding(scene: Scene) -> list[Token]:
     return tokens
 
 
-def questions(scene: Scene) -> list[Question]:
+def questions(scene: Described) -> list[Question]:
     """Question/answer pairs whose answers follow from the ground truth, in kind order.
 
     Only unambiguous questions are asked: a shape or colour is named alone only where it is

@@ -35,18 +35,17 @@ from vlx.commands.textual import model_key
 from vlx.data.shapes import SPLITS, Scene, ShapesWorld
 from vlx.devices import resolve_device
 from vlx.dissect import Dissection, UnitName, cached_dissection, load_probe, unit_activations
-from vlx.dissect.figure import units_figure
+from vlx.dissect.figure import textual_figure, units_figure
+from vlx.dissect.textual import TOP_UNITS, TextualExplanation, textual_explanation
 from vlx.explanation import Explanation
 from vlx.files import write_text_atomic
 from vlx.images import DEMO_IMAGES
 from vlx.models.vqa_lstm_cnn import ENCODER_LAYER
-from vlx.dissect.figure import textual_figure
 from vlx.render import explanation_picture, save_png
 from vlx.task import Example, LayerSubject
 from vlx.tasks.captioning import ShowAndTellCaptioner
 from vlx.tasks.classification import ImageClassification
 from vlx.tasks.vqa import ShapesVQA
-from vlx.dissect.textual import TOP_UNITS, TextualExplanation, textual_explanation
 
 CATEGORIES = ("colour", "shape", "texture")
 TARGET_CATEGORIES = ("colour", "shape")

@@ -170,8 +170,7 @@ class CaptionerRecipe(Recipe):
         # channels_last: the encoder's convolutions run about 1.5x faster on CPU.
         self.model = model.to(self.device, memory_format=torch.channels_last).train()
         self.auxiliary = torch.nn.Linear(model.features, len(CONCEPTS)).to(self.device)
-        if "auxiliary" in saved:
-            self.auxiliary.load_state_dict(saved["auxiliary"])
+        self.add_head("auxiliary", self.auxiliary, saved)
 
     @classmethod
     def check_resumed(cls, saved: dict, path: Path) -> dict:
@@ -184,9 +183,6 @@ class CaptionerRecipe(Recipe):
     @property
     def data(self) -> str:
         return self.source.name
-
-    def parameters(self) -> list[torch.nn.Parameter]:
-        return [*self.model.parameters(), *self.auxiliary.parameters()]
 
     def clipped(self) -> list[torch.nn.Parameter]:
         return list(self.model.parameters())
@@ -215,9 +211,6 @@ class CaptionerRecipe(Recipe):
 
     def payload(self) -> dict:
         return self.model.checkpoint(self.vocabulary)
-
-    def training_state(self) -> dict:
-        return {"auxiliary": self.auxiliary.state_dict()}
 
     def metadata(self) -> dict:
         metadata = {"data_size": self.source.size, "config": self.payload()["config"]}

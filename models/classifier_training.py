@@ -65,9 +65,6 @@ class ClassifierRecipe(Recipe):
     def data(self) -> dict[str, Any]:
         return self.options.classification.state()
 
-    def parameters(self) -> list[torch.nn.Parameter]:
-        return list(self.model.parameters())
-
     def optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.options.lr, weight_decay=1e-4)
 

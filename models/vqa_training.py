@@ -199,8 +199,7 @@ class VQARecipe(Recipe):
         # steps: 96% against 72% per-label accuracy).
         presence = len(COLOURS) * len(SHAPES) + len(COLOURS) + len(SHAPES)
         self.auxiliary = torch.nn.Linear(model.encoder.channels, presence).to(self.device)
-        if "auxiliary" in saved:
-            self.auxiliary.load_state_dict(saved["auxiliary"])
+        self.add_head("auxiliary", self.auxiliary, saved)
         self.answer_index = {a: i for i, a in enumerate(self.answers)}
 
     @classmethod
@@ -218,9 +217,6 @@ class VQARecipe(Recipe):
     @property
     def data(self) -> str:
         return self.source.name
-
-    def parameters(self) -> list[torch.nn.Parameter]:
-        return [*self.model.parameters(), *self.auxiliary.parameters()]
 
     def clipped(self) -> list[torch.nn.Parameter]:
         return self.parameters()
@@ -252,9 +248,6 @@ class VQARecipe(Recipe):
 
     def payload(self) -> dict:
         return self.model.checkpoint(self.vocabulary, self.answers)
-
-    def training_state(self) -> dict:
-        return {"auxiliary": self.auxiliary.state_dict()}
 
     def metadata(self) -> dict:
         return {"data_size": self.source.size}

@@ -32,10 +32,13 @@ class HFQuestions:
     """What the transformers VQA models share: the processor's pixels, and questions as
     (N, L) token ids with the tokenizer's special tokens, right-padded with its pad token."""
 
-    model: nn.Module
-    image_processor: Any
-    tokenizer: Any
-    device: torch.device
+    def __init__(
+        self, model: nn.Module, image_processor: Any, tokenizer: Any,
+        device: str | torch.device = "cpu", name: str = "hf",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.image_processor, self.tokenizer, self.name = image_processor, tokenizer, name
 
     def images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """(N, 3, H, W) pixel values, sized as the model's own processor sizes them."""
@@ -150,9 +153,7 @@ class ViltVQA(HFQuestions, FixedAnswers):
         self, model: nn.Module, image_processor: Any, tokenizer: Any,
         device: str | torch.device = "cpu", layer: str | None = None, name: str = "hf",
     ) -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.image_processor, self.tokenizer, self.name = image_processor, tokenizer, name
+        super().__init__(model, image_processor, tokenizer, device, name)
         labels = model.config.id2label
         self.answers = [labels[i] for i in range(len(labels))]
         self.layer = layer or self.default_layer()
@@ -258,9 +259,7 @@ class BlipVQA(HFQuestions, QuestionAnswering):
         self, model: nn.Module, image_processor: Any, tokenizer: Any,
         device: str | torch.device = "cpu", layer: str | None = None, name: str = "hf",
     ) -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.image_processor, self.tokenizer, self.name = image_processor, tokenizer, name
+        super().__init__(model, image_processor, tokenizer, device, name)
         self.layer = layer or last_block(self.model, self.block_lists)
 
     def answer_text(self, answer: str) -> str:

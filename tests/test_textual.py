@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vlx.dissect.names import UnitName
-from vlx.explanation import Explanation
 from vlx.dissect.textual import RankedUnit, textual_explanation, textual_explanations
+from vlx.explanation import Explanation
 
 # Unit k: (category, label, IoU). Unit 3 is at exactly the 0.05 threshold, unit 1 just below.
 NAMES = [

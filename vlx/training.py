@@ -61,8 +61,16 @@ class Recipe(ABC):
 
     def __init__(self, options: Any, saved: dict[str, Any] | None) -> None:
         self.options = options
+        self.heads: dict[str, torch.nn.Module] = {}
 
     model: torch.nn.Module
+
+    def add_head(self, name: str, head: torch.nn.Module, saved: dict[str, Any] | None) -> None:
+        """A training-only module (an auxiliary loss's head): optimised with the model, kept
+        in unfinished checkpoints under ``name``, restored from ``saved``."""
+        if saved and name in saved:
+            head.load_state_dict(saved[name])
+        self.heads[name] = head
 
     @classmethod
     @abstractmethod
@@ -79,9 +87,10 @@ class Recipe(ABC):
     def data(self) -> Any:
         """What the metadata says the model was trained on."""
 
-    @abstractmethod
     def parameters(self) -> list[torch.nn.Parameter]:
-        """Everything the optimizer updates (the model and training-only heads)."""
+        """Everything the optimizer updates: the model and its training-only heads."""
+        return [*self.model.parameters(),
+                *(p for head in self.heads.values() for p in head.parameters())]
 
     def clipped(self) -> list[torch.nn.Parameter] | None:
         """Parameters whose gradient norm is clipped to 5 (none by default)."""
@@ -103,8 +112,8 @@ class Recipe(ABC):
         """The model's checkpoint: everything loading it needs."""
 
     def training_state(self) -> dict[str, Any]:
-        """Training-only state an unfinished checkpoint keeps for resumption."""
-        return {}
+        """Training-only state an unfinished checkpoint keeps for resumption: the heads."""
+        return {name: head.state_dict() for name, head in self.heads.items()}
 
     def metadata(self) -> dict[str, Any]:
         """What the metadata adds for this model (its config, where it started from, ...)."""

@@ -68,3 +68,12 @@ def test_input_index_names_the_image_for_every_method() -> None:
         e = vlx.explain(model, torch.ones(1, 1), image, method=method, targets=[[1]],
                         layer="inner.conv", input_index=1, window=4, stride=4)
         assert e.meta["input_size"] == (8, 8), method
+
+
+def test_the_metrics_import_as_the_readme_says() -> None:
+    import vlx.evaluate as evaluate
+    from vlx.evaluate import largest_segment_box, localization
+
+    assert largest_segment_box is localization.largest_segment_box
+    for name in evaluate.__all__:
+        assert callable(getattr(evaluate, name)), name

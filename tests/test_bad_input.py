@@ -182,3 +182,25 @@ def test_training_never_replaces_or_relabels_a_checkpoint(tmp_path, capsys) -> N
     with pytest.warns(UserWarning, match="does not exist yet; starting a new run"):
         assert main(["train", "classifier", "--resume", "--steps", "1", "--batch", "2",
                      "--eval-images", "2", "--image-size", "32", "--out", str(fresh)]) == 0
+
+
+def test_a_damaged_probe_cache_is_rebuilt_and_a_damaged_broden_folder_is_one_line(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    from vlx.dissect import load_probe
+
+    monkeypatch.setenv("VLX_CACHE", str(tmp_path / "cache"))
+    probe = load_probe("shapes", 3)
+    index = probe.directory / "index.csv"
+    whole = index.read_text()
+    index.write_text(whole[: len(whole) - 40])  # cut inside the last row
+    again = load_probe("shapes", 3)  # vlx's own cache: written again
+    assert len(again) == 3 and index.read_text() == whole
+    broden = tmp_path / "broden"
+    import shutil
+
+    shutil.copytree(probe.directory, broden)
+    (broden / "index.csv").write_text(whole[: len(whole) - 40])
+    out = tmp_path / "out"
+    fails(["dissect", "--model", "captioner", "--probe", str(broden), "--out", str(out)],
+          "line 4 has", out, capsys)

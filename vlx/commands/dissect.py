@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vlx.cli import print_json
 from vlx.commands.textual import model_key
 from vlx.devices import resolve_device
 from vlx.errors import InputError
+from vlx.files import check_output_folder, sweep_temporaries
 from vlx.task import LayerSubject
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.images is not None and args.images < 1:
         raise InputError(f"--images must be at least 1, got {args.images}")
+    out = check_output_folder(args.out)
     subject = dissection_subject(args.model, args.layer, device)
     named_layer(subject.model, subject.layer)
     probe = load_probe(args.probe, args.images)
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         key=model_key(subject.name, subject.model), size=args.images,
         forward=subject.forward, to_grid=subject.to_grid, device=device,
     )
-    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_temporaries(out)
     files = dissection.write(out)
     best = sorted(dissection.units, key=lambda u: (-u.iou, u.unit))[:PICTURED_UNITS]
     figure = units_figure(

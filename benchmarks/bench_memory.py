@@ -41,7 +41,7 @@ def main() -> None:
     big, small = work / "big.jpg", work / "small.jpg"
     photo.resize((6000, 4000), Image.Resampling.BICUBIC).save(big, quality=90)
     photo.save(small, quality=90)
-    words = "a large red circle left of a small blue star on a plain background".split()
+    words = ["a", "large", "red", "circle", "left", "of", "a", "small", "blue", "star", "on", "a", "plain", "background"]
     runs = {
         "explain 600 x 400": ["explain", str(small)],
         "explain 6000 x 4000 (24 MP)": ["explain", str(big)],

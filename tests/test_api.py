@@ -71,7 +71,7 @@ def test_input_index_names_the_image_for_every_method() -> None:
 
 
 def test_the_metrics_import_as_the_readme_says() -> None:
-    import vlx.evaluate as evaluate
+    from vlx import evaluate
     from vlx.evaluate import largest_segment_box, localization
 
     assert largest_segment_box is localization.largest_segment_box

@@ -222,6 +222,28 @@ def _add_explanation_outputs(parser: argparse.ArgumentParser) -> None:
         help="dissection probe for --text: shapes (ShapesWorld, default) or a Broden directory",
     )
     parser.add_argument(
+        "--data", metavar="SOURCE",
+        help="explain a whole dataset into a table (OUT/explanations/*.parquet): a folder of "
+        "images, a text file of image paths, csv:FILE, coco:CAPTIONS_JSON,IMAGE_DIR, "
+        "vqa2:QUESTIONS_JSON,ANNOTATIONS_JSON,IMAGE_DIR, voc:DIR or shapes:N",
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="examples per batch (32)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="loader processes decoding and preprocessing (2)"
+    )
+    parser.add_argument(
+        "--part-size", type=int, default=1024,
+        help="examples per table part, the unit a rerun resumes from (1024)",
+    )
+    parser.add_argument(
+        "--figures", choices=("none", "grid", "all"), default="none",
+        help="with --data: pictures to draw, none (default), a grid per example, or all",
+    )
+    parser.add_argument("--save-alphas", action="store_true",
+                        help="with --data: keep each target's alphas in the table")
+    parser.add_argument("--fail-fast", action="store_true",
+                        help="with --data: stop at the first example that fails")
+    parser.add_argument(
         "--probe-images", type=int, default=PROBE_IMAGES,
         help=f"probe images dissected for --text ({PROBE_IMAGES}; of a Broden directory, its "
         "first N)",

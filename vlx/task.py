@@ -107,6 +107,12 @@ class Batch:
     def __len__(self) -> int:
         return len(self.examples)
 
+    def to(self, device: torch.device) -> Batch:
+        """The batch with its tensors on ``device`` (a loader worker prepares on the CPU)."""
+        state = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                 for k, v in self.state.items()}
+        return Batch(self.examples, self.inputs.to(device), state)
+
     def select(self, index: int) -> Batch:
         """Example ``index`` alone, as a batch of one."""
         n = len(self)

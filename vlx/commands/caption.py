@@ -27,6 +27,18 @@ from vlx.tasks.captioning import EVERY_WORD, WHOLE_CAPTION
 def run(args: argparse.Namespace) -> int:
     from vlx.tasks.loading import load_task
 
+    if args.data:
+        if args.image or args.caption is not None or args.whole:
+            raise InputError("--data explains a dataset: give it without IMAGE, --caption or "
+                             "--whole")
+        from vlx.runs.run import run_dataset
+
+        def load(device: object):
+            captioner = load_task("caption", args.checkpoint or args.model, device)
+            captioner.beam = args.beam
+            return captioner
+
+        return run_dataset(args, load, "caption")
     device = resolve_device(args.device)
     if args.beam < 0 or args.beam == 1:
         raise InputError(f"--beam must be 0 (greedy) or a width of at least 2, got {args.beam}")

@@ -25,6 +25,13 @@ from vlx.task import Example
 def run(args: argparse.Namespace) -> int:
     from vlx.tasks.loading import load_task
 
+    if args.data:
+        if args.images or args.demo or args.list_classes:
+            raise InputError("--data explains a dataset: give it without IMAGE files or --demo")
+        from vlx.runs.run import run_dataset
+
+        return run_dataset(args, lambda device: load_task("classify", args.model, device),
+                           "classify")
     device = resolve_device(args.device)
     if args.top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {args.top_k}")

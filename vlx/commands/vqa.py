@@ -26,6 +26,12 @@ from vlx.task import Example
 def run(args: argparse.Namespace) -> int:
     from vlx.tasks.loading import load_task
 
+    if args.data:
+        if args.image or args.question:
+            raise InputError("--data explains a dataset: give it without IMAGE and QUESTION")
+        from vlx.runs.run import run_dataset
+
+        return run_dataset(args, lambda device: load_task("vqa", args.model, device), "vqa")
     device = resolve_device(args.device)
     out = check_outputs(args)
     image, question, name = _inputs(args)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from vlx.errors import InputError
+from vlx.explanation import Explanation
 from vlx.images import to_rgb
 from vlx.layers import last_spatial_layer
 from vlx.models.classifiers import DEFAULT_CLASSIFIER, Classifier, load_classifier
@@ -111,6 +113,11 @@ class ImageClassification(Task):
             to_grid=self.classifier.to_grid if layer in (None, self.layer) else None,
         )
 
+    def explain_predicted(
+        self, batch: Batch, method: str = "gradcam", layer: str | None = None, **options: Any
+    ) -> tuple[TargetSet, Explanation]:
+        return explained_argmax(self, batch, method, layer, self.class_names, options)
+
     def dissection_subject(self, layer: str | None = None) -> LayerSubject:
         chosen = layer or self.layer or self.default_layer()
         to_grid = self.classifier.to_grid if chosen == self.layer else None
@@ -124,3 +131,22 @@ class ImageClassification(Task):
 
         blank = self.images([Image.new("RGB", (64, 64))])
         return last_spatial_layer(self.model, lambda: self.model(blank))
+
+
+def explained_argmax(task: Task, batch: Batch, method: str, layer: str | None,
+                     names: list[str], options: dict) -> tuple[TargetSet, Explanation]:
+    """Explain each example's top-scoring class, chosen by the explaining forward (the engine
+    explains the argmax where it is given no target)."""
+    from vlx.methods import explain
+
+    if method == "occlusion":  # its clean forward chooses the class too, but one image at a time
+        return Task.explain_predicted(task, batch, method, layer, **options)
+    problem = task.problem(batch, TargetSet([[Target(0, "")]] * len(batch)), layer)
+    with problem.context():
+        explanation = explain(
+            problem.model, *problem.inputs, method=method, targets=None,
+            layer=layer or task.layer, to_grid=problem.to_grid,
+            input_index=problem.input_index, model_kwargs=problem.model_kwargs, **options,
+        )
+    targets = TargetSet([[Target(int(i), names[int(i)]) for i in row] for row in explanation.targets])
+    return targets, replace(explanation, targets=[[t.name for t in row] for row in targets.rows])

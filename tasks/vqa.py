@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from vlx.errors import InputError
+from vlx.explanation import Explanation
 from vlx.images import to_rgb
 from vlx.models.encoders import shapes_batch
 from vlx.models.registry import checkpoint_path, load_trained
@@ -131,6 +132,13 @@ class FixedAnswers(QuestionAnswering):
         problem.score = targets.padded()
         problem.probability = lambda outputs: gather_targets(self.to_probability(_logits(outputs)), ids)
         return problem
+
+    def explain_predicted(
+        self, batch: Batch, method: str = "gradcam", layer: str | None = None, **options: Any
+    ) -> tuple[TargetSet, Explanation]:
+        from vlx.tasks.classification import explained_argmax
+
+        return explained_argmax(self, batch, method, layer, self.answers, options)
 
     def _index(self, answer: str | int) -> int:
         if isinstance(answer, int) and not isinstance(answer, bool):

@@ -171,15 +171,25 @@ def _explain(task: Task, loaded: Loaded, items: list[Item], args: argparse.Names
     """The rows of one batch, and the examples whose targets could not be explained."""
     batch, positions = loaded.batch, loaded.positions
     requested = _requested(items, positions, args)
-    predictions = task.predict(batch, 1)
     answers = getattr(args, "answers", None)
-    if answers and requested is None:
-        requested = [list(dict.fromkeys([p[0].name, *answers])) for p in predictions]
-    try:
-        targets = task.targets(batch, requested)
-    except InputError:
-        return _one_by_one(task, loaded, items, args, text_column, out)
-    explanations = {m: task.explain(batch, targets, m, args.layer) for m in args.method}
+    explanations = {}
+    if requested is None and not answers:  # the prediction, found by the explaining forward
+        targets, explanations[args.method[0]] = task.explain_predicted(
+            batch, args.method[0], args.layer)
+        # a caption is predicted by generating it (done once per batch: it is kept)
+        predicted = ([p[0].name for p in task.predict(batch, 1)] if task.kind == "caption"
+                     else [row[0].name for row in targets.rows])
+    else:
+        predicted = [p[0].name for p in task.predict(batch, 1)]
+        if answers and requested is None:
+            requested = [list(dict.fromkeys([p, *answers])) for p in predicted]
+        try:
+            targets = task.targets(batch, requested)
+        except InputError:
+            return _one_by_one(task, loaded, items, args, text_column, out)
+    for method in args.method:
+        if method not in explanations:
+            explanations[method] = task.explain(batch, targets, method, args.layer)
     rows = []
     for n, position in enumerate(positions):
         item = items[position]
@@ -191,7 +201,7 @@ def _explain(task: Task, loaded: Loaded, items: list[Item], args: argparse.Names
                     "index": position, "example": item.name, "method": method,
                     "layer": explanation.layer, "target": target.id,
                     "target_name": target.name, "score": float(explanation.scores[n, t]),
-                    "predicted": predictions[n][0].name, "peak_x": peaks[t][0],
+                    "predicted": predicted[n], "peak_x": peaks[t][0],
                     "peak_y": peaks[t][1], "map_height": grid_map.shape[0],
                     "map_width": grid_map.shape[1], "map": grid_map.flatten().tolist(),
                 }

@@ -24,7 +24,8 @@ from _shapes_classifiers import markdown_table, percent, write_results
 
 from vlx.data.shapes import ShapesWorld
 from vlx.devices import resolve_device
-from vlx.evaluate import measures
+from vlx.evaluate.measures import Pointing
+from vlx.evaluate.runner import measure
 from vlx.evaluate.sources import evaluation_data
 from vlx.files import write_text_atomic
 from vlx.models.captioner_training import object_naming
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         captioner, named = loaded[name]
         captioner.score = score
         data = evaluation_data(captioner, "shapes", images, "pointing")
-        result = measures.pointing(captioner, data, layer)["categories"]
+        result = measure(captioner, data, Pointing(layer))["categories"]
         rows.append({"checkpoint": name, "pool": captioner.model.config.pool,
                      "object_naming": named, "layer": layer, "score": score, "pointing": result})
     table = markdown_table(

@@ -27,8 +27,9 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from vlx.data.shapes import SPLITS, Scene, ShapesWorld
 from vlx.devices import resolve_device
-from vlx.evaluate import measures
+from vlx.evaluate.measures import Pointing
 from vlx.evaluate.pointing import grown, pointing_hits, zhang_tolerance
+from vlx.evaluate.runner import measure
 from vlx.evaluate.sources import SHAPES_CATEGORIES, evaluation_data
 from vlx.explanation import Explanation, peak_coordinates, upsample
 from vlx.render import explanation_picture, grid, save_png
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
         figures += [generated[0], pointing_figure(captioner, scene, args.out)]
         captions.append((index - first, generated[1], scene.caption()))
     data = evaluation_data(captioner, "shapes", images, "pointing")
-    result = measures.pointing(captioner, data)
+    result = measure(captioner, data, Pointing())
     result["peaks"] = peak_places(captioner, world, first, images)
     write_results(args.out, NAME, report(result, images, captions))
     print("figures: " + ", ".join(str(f) for f in figures))

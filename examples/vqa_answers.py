@@ -24,7 +24,8 @@ from PIL import Image
 
 from vlx.data.shapes import COLOURS, SPLITS, Question, Scene, ShapesWorld
 from vlx.devices import resolve_device
-from vlx.evaluate import measures
+from vlx.evaluate.measures import Faithfulness, Pointing
+from vlx.evaluate.runner import measure
 from vlx.evaluate.sources import POINTED_KINDS, evaluation_data
 from vlx.models.vqa_lstm_cnn import ENCODER_LAYER
 from vlx.render import grid, save_png
@@ -66,13 +67,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     def pointing(vqa: ShapesVQA, layer: str | None = None) -> dict:
         data = evaluation_data(vqa, "shapes", pointed, "pointing")
-        return measures.pointing(vqa, data, layer)["categories"]
+        return measure(vqa, data, Pointing(layer))["categories"]
 
     results = {
         name: {
             "pointing": pointing(vqa),
-            "faithfulness": measures.faithfulness(
-                vqa, evaluation_data(vqa, "shapes", faithful, "faithfulness"))["methods"],
+            "faithfulness": measure(
+                vqa, evaluation_data(vqa, "shapes", faithful, "faithfulness"), Faithfulness())["methods"],
         }
         for name, vqa in models.items()
     }

@@ -14,7 +14,8 @@ import vlx
 from vlx.cli import main
 from vlx.data.shapes import SPLITS, ShapesWorld
 from vlx.errors import InputError
-from vlx.evaluate import measures
+from vlx.evaluate.measures import Pointing
+from vlx.evaluate.runner import measure
 from vlx.evaluate.sources import evaluation_data
 from vlx.models.captioner_training import encode_batch, object_naming
 from vlx.models.show_and_tell import ShowAndTell, ShowAndTellConfig
@@ -102,7 +103,7 @@ def test_shipped_captioner_names_objects(captioner, world):
 
 
 def test_shipped_captioner_points_at_the_words_referents(captioner):
-    result = measures.pointing(captioner, evaluation_data(captioner, "shapes", 60, "pointing"))
+    result = measure(captioner, evaluation_data(captioner, "shapes", 60, "pointing"), Pointing())
     lenient = result["categories"]
     assert lenient["colour"]["accuracy"] >= 0.78, lenient
     assert lenient["shape"]["accuracy"] >= 0.8, lenient

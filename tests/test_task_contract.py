@@ -22,7 +22,8 @@ from vlx.cli import main
 from vlx.commands.runner import explain_batch
 from vlx.data.shapes import SHAPES, SPLITS, ShapesWorld, write_coco
 from vlx.data.truth import AnnotatedBoxes
-from vlx.evaluate import measures
+from vlx.evaluate.measures import Localization, Pointing
+from vlx.evaluate.runner import measure
 from vlx.evaluate.sources import EvaluationData, evaluation_data
 from vlx.images import Preprocess
 from vlx.task import Batch, Example, Prediction, Problem, Target, TargetSet, Task, broadcast
@@ -97,12 +98,12 @@ def test_a_toy_adapter_is_explained_and_evaluated_through_the_shared_code(tmp_pa
     red = done.explanations["gradcam"].maps[0, 0]
     torch.testing.assert_close(red * 256, task.prepare(examples[:1]).inputs[0, 0])
     assert done.peak(done.explanations["gradcam"], 1, 0) == [9, 10]  # the blue square's corner (x, y)
-    data = EvaluationData("toy squares", lambda: iter([examples]), 3)
-    pointing = measures.pointing(task, data)["categories"]
+    data = EvaluationData("toy squares", [0, 1, 2], lambda i: [examples[i]])
+    pointing = measure(task, data, Pointing())["categories"]
     assert {c: row["accuracy"] for c, row in pointing.items()} == {"red": 1, "green": 1, "blue": 1}
     assert all(row["centre"] == 0 and row["random"] == 16 / 256 for row in pointing.values())
     assert all(row["answered"] == 1 for row in pointing.values())
-    localization = measures.localization(task, data)["categories"]
+    localization = measure(task, data, Localization())["categories"]
     assert all(row["accuracy"] == 1 and row["mean_iou"] == 1 for row in localization.values())
 
 
@@ -125,7 +126,7 @@ def test_shipped_captioner_on_shapesworld_written_as_coco(shapes_coco, capsys) -
     from vlx.tasks.loading import load_task
 
     captioner = load_task("caption")
-    shapes = measures.pointing(captioner, evaluation_data(captioner, "shapes", 6, "pointing"))
+    shapes = measure(captioner, evaluation_data(captioner, "shapes", 6, "pointing"), Pointing())
     own = shapes["categories"]["shape"]
     total = sum(row["count"] for row in coco["categories"].values())
     hits = sum(row["accuracy"] * row["count"] for row in coco["categories"].values())

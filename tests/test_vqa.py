@@ -13,7 +13,8 @@ from vlx.checkpoints import save_checkpoint
 from vlx.cli import main
 from vlx.data.shapes import ANSWERS, SPLITS, ShapesWorld
 from vlx.errors import InputError
-from vlx.evaluate import measures
+from vlx.evaluate.measures import Faithfulness, Pointing
+from vlx.evaluate.runner import measure
 from vlx.evaluate.sources import evaluation_data
 from vlx.models.coattention import CoAttention
 from vlx.models.vqa_lstm_cnn import VQALSTMCNN
@@ -102,7 +103,7 @@ def test_coattention_is_explainable_at_several_stages(coattention, world, layer,
 
 
 def test_pointing_and_faithfulness_report_every_kind(coattention, world):
-    pointing = measures.pointing(coattention, evaluation_data(coattention, "shapes", 3, "pointing"))
+    pointing = measure(coattention, evaluation_data(coattention, "shapes", 3, "pointing"), Pointing())
     rows = pointing["categories"]
     assert set(rows) == {"colour", "shape"}
     # the colour and shape questions of the 3 scenes, counted by hand from the grammar
@@ -113,7 +114,7 @@ def test_pointing_and_faithfulness_report_every_kind(coattention, world):
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["answered"] <= 1 and row["count"] > 0
         assert 0 <= row["attention"] <= 1  # the co-attention model's own weights, scored alike
     data = evaluation_data(coattention, "shapes", 2, "faithfulness")
-    faithfulness = measures.faithfulness(coattention, data)["methods"]
+    faithfulness = measure(coattention, data, Faithfulness())["methods"]
     assert set(faithfulness) == {"gradcam", "guided-backprop"}
     assert all(-1 <= row["rank_correlation"] <= 1 for row in faithfulness.values())
     assert faithfulness["gradcam"]["count"] <= 2

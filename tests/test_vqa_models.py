@@ -342,13 +342,14 @@ def test_shipped_coattention_attends_to_the_object_asked_about() -> None:
 
 
 def _pointing(model: str, scenes: int, layer: str | None = None) -> dict:
-    from vlx.evaluate import measures
+    from vlx.evaluate.measures import Pointing
+    from vlx.evaluate.runner import measure
     from vlx.evaluate.sources import evaluation_data
     from vlx.tasks.vqa import ShapesVQA
 
     vqa = ShapesVQA.load(model)
     data = evaluation_data(vqa, "shapes", scenes, "pointing")
-    return measures.pointing(vqa, data, layer)["categories"]
+    return measure(vqa, data, Pointing(layer))["categories"]
 
 
 def test_shipped_coattention_gradcam_points_at_the_object_asked_about() -> None:

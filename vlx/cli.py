@@ -391,6 +391,17 @@ def _evaluation_parser(
     )
     parser.add_argument("--checkpoint", help="a captioner checkpoint (the same as --model PATH)")
     parser.add_argument("--layer", help="layer to explain (default: the model's)")
+    parser.add_argument(
+        "--batch-size", type=int, default=1,
+        help="scenes or photos measured at once (1; more is faster, with the same results up "
+        "to float rounding)",
+    )
+    parser.add_argument("--workers", type=int, default=0,
+                        help="loader processes drawing scenes and decoding photos (0)")
+    parser.add_argument(
+        "--out", help="keep each part's records here, so a rerun goes on where it stopped "
+        "(and write summary.json)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(run=_lazy("vlx.commands.evaluate"))

@@ -8,6 +8,7 @@ The adapter comes from ``--task`` and ``--model``, the examples from ``--data``
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -21,32 +22,40 @@ DEFAULT_MODELS = {"classify": "shapes", "voc": "efficientnet_lite0"}
 
 def run(args: argparse.Namespace) -> int:
     from vlx.evaluate import measures
+    from vlx.evaluate.runner import measure
     from vlx.evaluate.sources import evaluation_data
     from vlx.evaluate.tables import PAPER, TABLES
+    from vlx.files import check_output_folder
+    from vlx.runs.distributed import current_rank, rank_device
     from vlx.tasks.loading import load_task
 
-    device = resolve_device(args.device)
+    rank = current_rank()
+    device = rank_device(rank, resolve_device(args.device))
     _check_options(args)
+    out = check_output_folder(args.out) if args.out else None
     kind = _kind(args)
     task = load_task(kind, _model(args, kind), device)
     layer = getattr(args, "layer", None)
     task.check_layer(layer)
     data = evaluation_data(task, args.data, args.images, args.metric)
     if args.metric == "pointing":
-        result = (measures.rejection(task, data, args.reject_threshold or
-                                     measures.REJECT_THRESHOLDS, layer)
-                  if args.rejection else measures.pointing(task, data, layer))
+        metric = (measures.Rejection(args.reject_threshold or measures.REJECT_THRESHOLDS, layer)
+                  if args.rejection else measures.Pointing(layer))
     elif args.metric == "localization":
-        measure = measures.predicted_localization if kind == "classify" else measures.localization
-        result = measure(task, data, args.method, args.threshold, args.iou, layer)
-        result.update(method=args.method, threshold=args.threshold, iou=args.iou)
+        measured = measures.PredictedLocalization if kind == "classify" else measures.Localization
+        metric = measured(args.method, args.threshold, args.iou, layer)
     elif args.metric == "energy":
-        result = measures.energy(task, data, args.method, layer)
+        metric = measures.Energy(args.method, layer)
     elif args.metric == "deletion":
-        result = measures.deletion(task, data, args.method, args.steps, args.insertion_baseline,
-                                   layer)
+        metric = measures.Deletion(args.method, args.steps, args.insertion_baseline, layer)
     else:
-        result = measures.faithfulness(task, data, args.method, layer)
+        metric = measures.Faithfulness(args.method, layer)
+    result = measure(task, data, metric, batch_size=args.batch_size, workers=args.workers,
+                     out=out, rank=rank)
+    if not rank.main:
+        return 0
+    if args.metric == "localization":
+        result.update(method=args.method, threshold=args.threshold, iou=args.iou)
     summary: dict[str, Any] = {
         "metric": args.metric,
         "task": kind,
@@ -56,8 +65,11 @@ def run(args: argparse.Namespace) -> int:
         "paper": PAPER.get((args.metric, kind)),
         "model": task.name,
         **result,
-        **data.notes,
     }
+    if out is not None:
+        from vlx.files import write_text_atomic
+
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     if args.json:
         print_json(summary)
     else:
@@ -69,6 +81,9 @@ def _check_options(args: argparse.Namespace) -> None:
     """Every option's value, checked before a model is loaded or a map computed."""
     if args.images < 1:
         raise InputError(f"--images must be at least 1, got {args.images}")
+    if args.batch_size < 1 or args.workers < 0:
+        raise InputError(f"--batch-size must be at least 1 and --workers at least 0, got "
+                         f"{args.batch_size} and {args.workers}")
     if args.metric == "localization":
         if not 0 <= args.threshold <= 1:
             raise InputError(f"--threshold must be in [0, 1] (a fraction of the map's max), "

@@ -1,14 +1,17 @@
 """Every metric, measured on any adapter over any source of examples with ground truth.
 
-Each runner drives the task contract only: ``prepare`` a batch, ask ``targets`` for the truth's
-targets (or the model's prediction), ``explain`` them, read each target's ``referents``, and
-tally. Nothing here knows a task or a model: a new adapter with referents is scored by every
-metric as it is.
+A metric reads a batch of examples into records (plain values, one per scored case: did the
+peak hit, what IoU, which rank correlation) and turns all records into its summary. Measuring
+drives the task contract only: ``prepare`` a batch, ask ``targets`` for the truth's targets (or
+the model's prediction), ``explain`` them and read each target's ``referents``. Nothing here
+knows a task or a model; records are what a resumed or distributed evaluation keeps and merges
+(``vlx.evaluate.runner``).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,17 +22,17 @@ from vlx.errors import InputError
 from vlx.evaluate.deletion import curve_area, deletion_curve, insertion_curve
 from vlx.evaluate.energy import inside_outside_ratio
 from vlx.evaluate.faithfulness import occlusion_agreement
-from vlx.evaluate.localization import LocalizationTally, box_iou, largest_segment_box
-from vlx.evaluate.pointing import PointingTally, RejectionTally
-from vlx.evaluate.sources import EvaluationData
+from vlx.evaluate.localization import box_iou, largest_segment_box, localization_correct
+from vlx.evaluate.pointing import OUTCOMES, centre_hits, pointing_hits, random_point_accuracy
 from vlx.evaluate.statistics import mean_and_error, ratio_summary
 from vlx.explanation import upsample
-from vlx.task import Batch, Referent, Target, TargetSet, Task
+from vlx.task import Batch, Example, Referent, Target, TargetSet, Task
 
 REJECT_THRESHOLDS = tuple(2.0**k for k in range(-4, 7))
 FAITHFULNESS_WINDOW = 16
 FAITHFULNESS_STRIDE = 8
 """Occlusion's window and stride for the faithfulness reference (px), as it was measured."""
+Record = dict[str, Any]
 
 
 @dataclass
@@ -42,264 +45,393 @@ class Case:
     t: int
     referent: Referent | None
     correct: bool | None = None
+    offset: int = 0
+    """Where the batch's examples start among the examples measured (see ``example``)."""
+
+    @property
+    def example(self) -> int:
+        """The case's example among those ``Metric.records`` was given."""
+        return self.offset + self.n
 
     @property
     def target(self) -> Target:
         return self.targets.rows[self.n][self.t]
 
-
-def truth_targets(task: Task, batch: Batch, predicted: bool = False) -> TargetSet | None:
-    """The targets an example's truth asks for (or the model's predictions); ``None`` when
-    the model cannot name them (an answer outside its list), so the batch is skipped."""
-    requested = None if predicted else [
-        e.truth.requested() if e.truth is not None else None for e in batch.examples
-    ]
-    if requested is not None and all(r is None for r in requested):
-        requested = None
-    if requested is not None and any(r is None for r in requested):
-        raise InputError("examples of one batch mix targets given by their truth and none")
-    try:
-        return task.targets(batch, requested)
-    except InputError:
-        if predicted:
-            raise
-        return None
+    @property
+    def seed(self) -> int:
+        """A number of this case alone, whatever the batch, the part or the process."""
+        example = self.batch.examples[self.n]
+        key = f"{example.name}|{example.text}|{self.target.id}|{self.target.name}"
+        return zlib.crc32(key.encode())
 
 
-def cases(task: Task, data: EvaluationData, need_referent: bool = True,
-          correct: bool = False) -> Iterator[tuple[Batch, TargetSet, list[Case]]]:
-    """Per batch of ``data``: its targets and the (example, target) cases scored, those
-    with a referent of a counted category (all of them where none is needed)."""
-    for examples in data.batches():
-        yield from _cases(task, data, examples, need_referent, correct)
+class Metric(ABC):
+    """What one metric reads from a batch, and what it makes of everything read."""
+
+    categories: tuple[str, ...] | None = None
+    """The referent categories scored (``None``: all); the source says which."""
+    predicted: bool = False
+    """Explain what the model predicts rather than the truth's targets; the source says."""
+
+    @abstractmethod
+    def records(self, task: Task, examples: list[Example]) -> list[Record]:
+        """The records of one batch of examples, in order; each names its ``example`` (the
+        position in ``examples``), which the summary ignores."""
+
+    @abstractmethod
+    def summary(self, records: list[Record]) -> dict[str, Any]:
+        """The metric's results from every record, in source order."""
+
+    def cases(self, task: Task, examples: list[Example], need_referent: bool = True,
+              correct: bool = False, offset: int = 0
+              ) -> Iterator[tuple[Batch, TargetSet, list[Case]]]:
+        """The batch's targets and the (example, target) cases scored: those with a referent
+        of a counted category (all of them where none is needed). A batch whose truth names
+        a target the model cannot is tried example by example; what still fails is recorded
+        as ``unanswerable``."""
+        batch = task.prepare(examples)
+        targets = self._targets(task, batch)
+        if targets is None:
+            if len(examples) > 1:
+                for i, example in enumerate(examples):
+                    yield from self.cases(task, [example], need_referent, correct, offset + i)
+            else:
+                self.skipped += 1
+            return
+        referents = task.referents(batch, targets)
+        right = task.correct(batch, targets) if correct else None
+        chosen = []
+        for n, row in enumerate(targets.rows):
+            for t in range(len(row)):
+                referent = referents[n][t]
+                counted = referent is not None and (
+                    self.categories is None or referent.category in self.categories
+                )
+                if counted or not need_referent:
+                    chosen.append(Case(batch, targets, n, t, referent,
+                                       None if right is None else right[n][t], offset))
+        if chosen:
+            yield batch, targets, chosen
+
+    skipped = 0
+    """Examples whose true target the model cannot name (an answer outside its list)."""
+
+    def _targets(self, task: Task, batch: Batch) -> TargetSet | None:
+        requested = None if self.predicted else [
+            e.truth.requested() if e.truth is not None else None for e in batch.examples
+        ]
+        if requested is not None and all(r is None for r in requested):
+            requested = None
+        if requested is not None and any(r is None for r in requested):
+            raise InputError("examples of one batch mix targets given by their truth and none")
+        try:
+            return task.targets(batch, requested)
+        except InputError:
+            if self.predicted:
+                raise
+            return None
 
 
-def _cases(task: Task, data: EvaluationData, examples: list, need_referent: bool,
-           correct: bool) -> Iterator[tuple[Batch, TargetSet, list[Case]]]:
-    batch = task.prepare(examples)
-    targets = truth_targets(task, batch, data.predicted)
-    if targets is None:
-        if len(examples) > 1:  # one example's target the model cannot name: try each alone
-            for example in examples:
-                yield from _cases(task, data, [example], need_referent, correct)
-        else:
-            data.notes["unanswerable"] = int(data.notes.get("unanswerable", 0)) + 1
-        return
-    referents = task.referents(batch, targets)
-    right = task.correct(batch, targets) if correct else None
-    chosen = []
-    for n, row in enumerate(targets.rows):
-        for t in range(len(row)):
-            referent = referents[n][t]
-            counted = referent is not None and (
-                data.categories is None or referent.category in data.categories
-            )
-            if counted or not need_referent:
-                flag = None if right is None else right[n][t]
-                chosen.append(Case(batch, targets, n, t, referent, flag))
-    if chosen:
-        yield batch, targets, chosen
-
-
-def pointing(task: Task, data: EvaluationData, layer: str | None = None) -> dict[str, Any]:
+class Pointing(Metric):
     """The pointing game per referent category: the map's peak on any instance the target
     names (``accuracy``), on the one it describes (``described``), the centre and random
     baselines; ``answered`` where the targets are answers or classes (is the truth the model's
     prediction) and ``attention`` for models that attend (their own weights, scored alike)."""
-    hits, described, looked = PointingTally(), PointingTally(), PointingTally()
-    answered: dict[str, list[bool]] = defaultdict(list)
-    for batch, targets, chosen in cases(task, data, correct=True):
-        maps = task.explain(batch, targets, "gradcam", layer).maps.cpu()
-        attention = task.attention(batch, targets)
-        for case in chosen:
-            ref, category = case.referent, case.referent.category
-            hits.add(category, maps[case.n : case.n + 1, case.t : case.t + 1], ref.mask[None, None])
-            described.add(category, maps[case.n : case.n + 1, case.t : case.t + 1],
-                          ref.described[None, None])
-            if attention is not None:
-                looked.add(category, attention[case.n : case.n + 1, None].cpu(),
-                           ref.mask[None, None])
-            if case.correct is not None:
-                answered[category].append(case.correct)
-    summary = hits.summary()
-    strict, attended = described.summary(), looked.summary()
-    for category, row in summary.items():
-        row["described"] = strict[category]["accuracy"]
-        if category in attended:
-            row["attention"] = attended[category]["accuracy"]
-        if answered[category]:
-            row["answered"] = sum(answered[category]) / len(answered[category])
-    return {"categories": summary}
+
+    def __init__(self, layer: str | None = None) -> None:
+        self.layer = layer
+
+    def records(self, task: Task, examples: list[Example]) -> list[Record]:
+        found = []
+        for batch, targets, chosen in self.cases(task, examples, correct=True):
+            maps = task.explain(batch, targets, "gradcam", self.layer).maps.cpu()
+            attention = task.attention(batch, targets)
+            for case in chosen:
+                ref = case.referent
+                one = maps[case.n : case.n + 1, case.t : case.t + 1]
+                record = {
+                    "example": case.example,
+                    "category": ref.category,
+                    "hit": bool(pointing_hits(one, ref.mask[None, None])[0, 0]),
+                    "described": bool(pointing_hits(one, ref.described[None, None])[0, 0]),
+                    "centre": bool(centre_hits(ref.mask)),
+                    "random": float(random_point_accuracy(ref.mask)),
+                    "answered": case.correct,
+                }
+                if attention is not None:
+                    looked = attention[case.n : case.n + 1, None].cpu()
+                    record["attention"] = bool(pointing_hits(looked, ref.mask[None, None])[0, 0])
+                found.append(record)
+        return found
+
+    def summary(self, records: list[Record]) -> dict[str, Any]:
+        rows: dict[str, dict[str, Any]] = {}
+        for category in sorted({r["category"] for r in records}):
+            mine = [r for r in records if r["category"] == category]
+            count = len(mine)
+            row = {
+                "accuracy": sum(r["hit"] for r in mine) / count,
+                "centre": sum(r["centre"] for r in mine) / count,
+                "random": _sum(r["random"] for r in mine) / count,
+                "count": count,
+                "described": sum(r["described"] for r in mine) / count,
+            }
+            if "attention" in mine[0]:
+                row["attention"] = sum(r["attention"] for r in mine) / count
+            if mine[0]["answered"] is not None:
+                row["answered"] = sum(r["answered"] for r in mine) / count
+            rows[category] = row
+        return {"categories": rows}
 
 
-def rejection(task: Task, data: EvaluationData, thresholds: Sequence[float] = REJECT_THRESHOLDS,
-              layer: str | None = None, top_k: int = 5) -> dict[str, Any]:
-    """The pointing game with rejection (paper Appendix D) on each example's top-k classes."""
-    tallies = [RejectionTally(t) for t in thresholds]
-    for examples in data.batches():
+class Rejection(Metric):
+    """The pointing game with rejection (paper Appendix D) on each example's top-k classes:
+    a map whose raw maximum is under a threshold rejects its class."""
+
+    def __init__(self, thresholds: Sequence[float] = REJECT_THRESHOLDS,
+                 layer: str | None = None, top_k: int = 5) -> None:
+        self.thresholds, self.layer, self.top_k = tuple(thresholds), layer, top_k
+
+    def records(self, task: Task, examples: list[Example]) -> list[Record]:
         batch = task.prepare(examples)
-        predicted = [[p.index for p in row] for row in task.predict(batch, top_k)]
+        predicted = [[p.index for p in row] for row in task.predict(batch, self.top_k)]
         targets = task.targets(batch, predicted)
-        maps = task.explain(batch, targets, "gradcam", layer).maps.cpu()
+        maps = task.explain(batch, targets, "gradcam", self.layer).maps.cpu()
+        found = []
         for n, (row, referents) in enumerate(zip(targets.rows, task.referents(batch, targets))):
             size = examples[n].image.size[::-1]
-            masks = torch.stack([r.mask if r is not None else torch.zeros(size, dtype=torch.bool)
-                                 for r in referents])
-            present = torch.tensor([r is not None for r in referents])
-            for tally in tallies:
-                tally.add(maps[n, : len(row)], masks, present)
-    rows = [tally.summary() for tally in tallies]
-    best = max(rows, key=lambda row: row["accuracy"])
-    return {"rejection": rows, "best_threshold": best["threshold"]}
+            for t, referent in enumerate(referents):
+                mask = referent.mask if referent is not None else torch.zeros(size, dtype=torch.bool)
+                one = maps[n : n + 1, t : t + 1]
+                found.append({"example": n, "peak": float(one.max()),
+                              "present": referent is not None,
+                              "hit": bool(pointing_hits(one, mask[None, None].bool())[0, 0])})
+        return found
+
+    def summary(self, records: list[Record]) -> dict[str, Any]:
+        if not records:
+            raise InputError("no classes were scored")
+        rows = []
+        for threshold in self.thresholds:
+            counts = dict.fromkeys(OUTCOMES, 0)
+            for r in records:
+                accepted = r["peak"] >= threshold
+                outcome = (("hit" if accepted and r["hit"] else "miss") if r["present"]
+                           else ("false_alarm" if accepted else "correct_rejection"))
+                counts[outcome] += 1
+            correct = counts["hit"] + counts["correct_rejection"]
+            rows.append({"accuracy": correct / len(records), "threshold": threshold,
+                         "count": len(records), **counts})
+        best = max(rows, key=lambda row: row["accuracy"])
+        return {"rejection": rows, "best_threshold": best["threshold"]}
 
 
-def localization(task: Task, data: EvaluationData, method: str = "gradcam",
-                 threshold: float = 0.15, iou: float = 0.5, layer: str | None = None
-                 ) -> dict[str, Any]:
+class Localization(Metric):
     """Per referent category: the box around the map's largest segment above ``threshold``
     times its maximum, a hit at ``iou`` with the described instance's box."""
-    ious: dict[str, list[float]] = defaultdict(list)
-    answered: dict[str, list[bool]] = defaultdict(list)
-    for batch, targets, chosen in cases(task, data, correct=True):
-        maps = task.explain(batch, targets, method, layer).maps
-        for case in chosen:
-            if not case.referent.boxes:
-                continue
-            size = tuple(case.referent.mask.shape)
-            heat = upsample(maps[case.n : case.n + 1, case.t : case.t + 1], size)[0, 0]
-            box = largest_segment_box(heat, threshold)
-            best = max(box_iou(box, truth) for truth in case.referent.boxes) if box else 0.0
-            ious[case.referent.category].append(best)
-            if case.correct is not None:
-                answered[case.referent.category].append(case.correct)
-    categories = {}
-    for category, values in sorted(ious.items()):
-        row = {"accuracy": sum(v >= iou for v in values) / len(values),
-               "mean_iou": sum(values) / len(values), "count": len(values)}
-        if answered[category]:
-            row["answered"] = sum(answered[category]) / len(answered[category])
-        categories[category] = row
-    return {"categories": categories}
+
+    def __init__(self, method: str = "gradcam", threshold: float = 0.15, iou: float = 0.5,
+                 layer: str | None = None) -> None:
+        self.method, self.threshold, self.iou, self.layer = method, threshold, iou, layer
+
+    def records(self, task: Task, examples: list[Example]) -> list[Record]:
+        found = []
+        for batch, targets, chosen in self.cases(task, examples, correct=True):
+            maps = task.explain(batch, targets, self.method, self.layer).maps
+            for case in chosen:
+                if not case.referent.boxes:
+                    continue
+                size = tuple(case.referent.mask.shape)
+                heat = upsample(maps[case.n : case.n + 1, case.t : case.t + 1], size)[0, 0]
+                box = largest_segment_box(heat, self.threshold)
+                best = max(box_iou(box, truth) for truth in case.referent.boxes) if box else 0.0
+                found.append({"example": case.example, "category": case.referent.category,
+                              "iou": best, "answered": case.correct})
+        return found
+
+    def summary(self, records: list[Record]) -> dict[str, Any]:
+        categories = {}
+        for category in sorted({r["category"] for r in records}):
+            mine = [r for r in records if r["category"] == category]
+            values = [r["iou"] for r in mine]
+            row = {"accuracy": sum(v >= self.iou for v in values) / len(values),
+                   "mean_iou": sum(values) / len(values), "count": len(values)}
+            if mine[0]["answered"] is not None:
+                row["answered"] = sum(r["answered"] for r in mine) / len(mine)
+            categories[category] = row
+        return {"categories": categories}
 
 
-def predicted_localization(task: Task, data: EvaluationData, method: str = "gradcam",
-                           threshold: float = 0.15, iou: float = 0.5, layer: str | None = None,
-                           top_k: int = 5) -> dict[str, Any]:
+class PredictedLocalization(Metric):
     """ILSVRC's top-1 / top-5 localization and classification error (paper Table 1): the
     model's top-k classes, each localized by its own map against its boxes."""
-    tally = LocalizationTally(threshold=threshold, iou=iou)
-    for examples in data.batches():
+
+    def __init__(self, method: str = "gradcam", threshold: float = 0.15, iou: float = 0.5,
+                 layer: str | None = None, ks: tuple[int, ...] = (1, 5)) -> None:
+        self.method, self.threshold, self.iou, self.layer, self.ks = method, threshold, iou, layer, ks
+
+    def records(self, task: Task, examples: list[Example]) -> list[Record]:
         batch = task.prepare(examples)
-        predicted = [[p.index for p in row] for row in task.predict(batch, top_k)]
+        predicted = [[p.index for p in row] for row in task.predict(batch, max(self.ks))]
         targets = task.targets(batch, predicted)
-        maps = task.explain(batch, targets, method, layer).maps
+        maps = task.explain(batch, targets, self.method, self.layer).maps
+        found = []
         for n, example in enumerate(examples):
             size = example.image.size[::-1]
-            truth = {c: list(b) for c, b in example.truth.boxes.items()}
-            tally.add(predicted[n], upsample(maps[n : n + 1], size)[0], truth)
-    return {"errors": tally.summary()}
+            truth = example.truth.boxes
+            heats = upsample(maps[n : n + 1], size)[0]
+            first = {"localized": None, "classified": None}
+            for rank, (label, heat) in enumerate(zip(predicted[n], heats)):
+                if label not in truth:
+                    continue
+                if first["classified"] is None:
+                    first["classified"] = rank
+                if localization_correct(heat, truth[label], self.threshold, self.iou):
+                    first["localized"] = rank
+                    break
+            found.append({"example": n, **first})
+        return found
+
+    def summary(self, records: list[Record]) -> dict[str, Any]:
+        if not records:
+            raise InputError("no images were scored")
+        errors: dict[str, Any] = {}
+        for k in self.ks:
+            for name in ("localization", "classification"):
+                key = "localized" if name == "localization" else "classified"
+                right = sum(r[key] is not None and r[key] < k for r in records)
+                errors[f"top{k}_{name}_error"] = 1 - right / len(records)
+        errors["images"] = len(records)
+        return {"errors": errors}
 
 
-def energy(task: Task, data: EvaluationData, methods: Sequence[str],
-           layer: str | None = None) -> dict[str, Any]:
+class Energy(Metric):
     """Per method and referent category, the mean map inside the described instance over the
     mean outside it (Sec. 8.1); all-zero maps (NaN) are counted and left out."""
-    ratios: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in methods}
-    for batch, targets, chosen in cases(task, data):
-        maps = {m: task.explain(batch, targets, m, layer).maps for m in methods}
-        for case in chosen:
-            for method, per_target in maps.items():
-                heat = per_target[case.n, case.t].cpu()
-                ratios[method][case.referent.category].append(
-                    inside_outside_ratio(heat, case.referent.described)
-                )
-    return {
-        "uniform_map": 1.0,
-        "methods": {
-            method: {category: ratio_summary(values) for category, values in sorted(rows.items())}
-            for method, rows in ratios.items()
-        },
-    }
+
+    def __init__(self, methods: Sequence[str], layer: str | None = None) -> None:
+        self.methods, self.layer = list(methods), layer
+
+    def records(self, task: Task, examples: list[Example]) -> list[Record]:
+        found = []
+        for batch, targets, chosen in self.cases(task, examples):
+            maps = {m: task.explain(batch, targets, m, self.layer).maps for m in self.methods}
+            for case in chosen:
+                for method, per_target in maps.items():
+                    heat = per_target[case.n, case.t].cpu()
+                    found.append({"example": case.example, "method": method,
+                                  "category": case.referent.category,
+                                  "ratio": inside_outside_ratio(heat, case.referent.described)})
+        return found
+
+    def summary(self, records: list[Record]) -> dict[str, Any]:
+        return {
+            "uniform_map": 1.0,
+            "methods": {
+                method: {
+                    category: ratio_summary([r["ratio"] for r in records
+                                             if r["method"] == method and r["category"] == category])
+                    for category in sorted({r["category"] for r in records if r["method"] == method})
+                }
+                for method in self.methods
+            },
+        }
 
 
-def deletion(task: Task, data: EvaluationData, methods: Sequence[str], steps: int = 20,
-             insertion_baseline: str = "blur", layer: str | None = None) -> dict[str, Any]:
+class Deletion(Metric):
     """Deletion and insertion areas (Petsiuk et al. 2018) of each target's probability, one
     target at a time; ``random`` is a noise map on Grad-CAM's grid, seeded by the case."""
-    if steps < 1:
-        raise InputError(f"--steps must be at least 1, got {steps}")
-    areas: dict[str, dict[str, list[float]]] = {
-        m: {"deletion": [], "insertion": []} for m in methods
-    }
-    number = 0
-    for batch, targets, chosen in cases(task, data, need_referent=not data.predicted):
-        for case in chosen:
-            one = batch.select(case.n)
-            alone = TargetSet([[case.target]], None if targets.context is None
-                              else [targets.context[case.n]])
-            image = one.inputs[0]
 
-            def score(edited: torch.Tensor, one=one, alone=alone) -> torch.Tensor:
-                return task.probabilities(one, alone, images=edited)[:, 0]
+    def __init__(self, methods: Sequence[str], steps: int = 20,
+                 insertion_baseline: str = "blur", layer: str | None = None) -> None:
+        if steps < 1:
+            raise InputError(f"--steps must be at least 1, got {steps}")
+        self.methods, self.steps, self.baseline, self.layer = (
+            list(methods), steps, insertion_baseline, layer)
 
-            maps = {m: task.explain(one, alone, m, layer).maps[0, 0]
-                    for m in methods if m != "random"}
-            if "random" in methods:
-                grid = (maps["gradcam"] if "gradcam" in maps
-                        else task.explain(one, alone, "gradcam", layer).maps[0, 0]).shape
-                noise = torch.rand(grid, generator=torch.Generator().manual_seed(number))
-                maps["random"] = noise.to(image.device)
-            for method, saliency in maps.items():
-                curves = {
-                    "deletion": deletion_curve(score, image, saliency, steps),
-                    "insertion": insertion_curve(score, image, saliency, steps,
-                                                 insertion_baseline),
-                }
-                for kind, curve in curves.items():
-                    areas[method][kind].append(curve_area(curve.cpu()))
-            number += 1
-    return {
-        "steps": steps,
-        "insertion_baseline": insertion_baseline,
-        "methods": {
-            method: {
-                **{kind: _without_count(mean_and_error(values)) for kind, values in kinds.items()},
-                "count": len(kinds["deletion"]),
+    def records(self, task: Task, examples: list[Example]) -> list[Record]:
+        found = []
+        for batch, targets, chosen in self.cases(task, examples, need_referent=not self.predicted):
+            for case in chosen:
+                one = batch.select(case.n)
+                alone = TargetSet([[case.target]], None if targets.context is None
+                                  else [targets.context[case.n]])
+                image = one.inputs[0]
+
+                def score(edited: torch.Tensor, one=one, alone=alone) -> torch.Tensor:
+                    return task.probabilities(one, alone, images=edited)[:, 0]
+
+                maps = {m: task.explain(one, alone, m, self.layer).maps[0, 0]
+                        for m in self.methods if m != "random"}
+                if "random" in self.methods:
+                    grid = (maps["gradcam"] if "gradcam" in maps
+                            else task.explain(one, alone, "gradcam", self.layer).maps[0, 0]).shape
+                    noise = torch.rand(grid, generator=torch.Generator().manual_seed(case.seed))
+                    maps["random"] = noise.to(image.device)
+                for method, saliency in maps.items():
+                    deletion = deletion_curve(score, image, saliency, self.steps)
+                    insertion = insertion_curve(score, image, saliency, self.steps, self.baseline)
+                    found.append({"example": case.example, "method": method,
+                                  "deletion": curve_area(deletion.cpu()),
+                                  "insertion": curve_area(insertion.cpu())})
+        return found
+
+    def summary(self, records: list[Record]) -> dict[str, Any]:
+        methods = {}
+        for method in self.methods:
+            mine = [r for r in records if r["method"] == method]
+            methods[method] = {
+                **{kind: _without_count(mean_and_error([r[kind] for r in mine]))
+                   for kind in ("deletion", "insertion")},
+                "count": len(mine),
             }
-            for method, kinds in areas.items()
-        },
-    }
+        return {"steps": self.steps, "insertion_baseline": self.baseline, "methods": methods}
 
 
-def faithfulness(task: Task, data: EvaluationData,
-                 methods: Sequence[str] = ("gradcam", "guided-backprop"),
-                 layer: str | None = None) -> dict[str, Any]:
+class Faithfulness(Metric):
     """Rank correlation of each method's map with the occlusion map of the predicted target
     (paper Sec. 5.3; 0.60 vs 0.42 on VQA). Every method after the first also gets the paired
     difference, first minus it, over the cases where both are defined: whether the first
     comes out ahead is a question about the same cases, which two separate standard errors
     overstate."""
-    rhos: dict[str, list[float]] = {m: [] for m in methods}
-    for batch, targets, chosen in cases(task, data, need_referent=False):
-        reference = task.explain(batch, targets, "occlusion", layer,
-                                 window=FAITHFULNESS_WINDOW, stride=FAITHFULNESS_STRIDE).maps
-        for method in methods:
-            maps = task.explain(batch, targets, method, layer).maps
-            agreement = occlusion_agreement(maps, reference)
+
+    def __init__(self, methods: Sequence[str] = ("gradcam", "guided-backprop"),
+                 layer: str | None = None) -> None:
+        self.methods, self.layer = list(methods), layer
+
+    def records(self, task: Task, examples: list[Example]) -> list[Record]:
+        found = []
+        for batch, targets, chosen in self.cases(task, examples, need_referent=False):
+            reference = task.explain(batch, targets, "occlusion", self.layer,
+                                     window=FAITHFULNESS_WINDOW, stride=FAITHFULNESS_STRIDE).maps
+            agreement = {m: occlusion_agreement(task.explain(batch, targets, m, self.layer).maps,
+                                                reference) for m in self.methods}
             # A constant map has no ranks: NaN, left out of its mean and of the differences.
-            rhos[method] += [float(agreement[case.n, case.t]) for case in chosen]
-    first = rhos[methods[0]]
-    summary = {}
-    for method in methods:
-        spread = mean_and_error(rhos[method])
-        summary[method] = {"rank_correlation": spread["mean"], "std_error": spread["std_error"],
-                           "count": spread["count"]}
-        if method != methods[0]:
-            lead = mean_and_error([a - b for a, b in zip(first, rhos[method])])
-            summary[method].update(difference=lead["mean"],
-                                   difference_std_error=lead["std_error"],
-                                   difference_count=lead["count"])
-    return {"methods": summary}
+            found += [{"example": case.example,
+                       **{m: float(agreement[m][case.n, case.t]) for m in self.methods}}
+                      for case in chosen]
+        return found
+
+    def summary(self, records: list[Record]) -> dict[str, Any]:
+        first = self.methods[0]
+        summary = {}
+        for method in self.methods:
+            spread = mean_and_error([r[method] for r in records])
+            summary[method] = {"rank_correlation": spread["mean"],
+                               "std_error": spread["std_error"], "count": spread["count"]}
+            if method != first:
+                lead = mean_and_error([r[first] - r[method] for r in records])
+                summary[method].update(difference=lead["mean"],
+                                       difference_std_error=lead["std_error"],
+                                       difference_count=lead["count"])
+        return {"methods": summary}
+
+
+def _sum(values: Iterator[float]) -> float:
+    total = 0.0
+    for value in values:
+        total += value
+    return total
 
 
 def _without_count(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,25 +1,27 @@
 """Where evaluations get examples with ground truth: ShapesWorld, Pascal-VOC boxes, COCO.
 
-A source yields batches of ``vlx.task.Example`` whose ``truth`` says what each target refers
-to, and says which referent categories each metric scores. ShapesWorld's grounded caption
-words, its questions about one object and its one-object classifier scenes cover every task;
-``voc:DIR`` gives any classifier real photos with boxes, ``coco:CAPTIONS,INSTANCES,IMAGES``
-any captioner real photos with instance masks.
+A source is an ordered list of groups (a ShapesWorld scene, a photo) and a builder that turns
+one group into its examples, whose ``truth`` says what each target refers to: the builder runs
+in loader workers, so scenes are drawn and photos decoded beside the model. A source also says
+which referent categories each metric scores. ShapesWorld's grounded caption words, its
+questions about one object and its one-object classifier scenes cover every task; ``voc:DIR``
+gives any classifier real photos with boxes, ``coco:CAPTIONS,INSTANCES,IMAGES`` any captioner
+real photos with instance masks.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from vlx.errors import InputError
 from vlx.task import Example, Task
-
-ExampleBatches = Callable[[], Iterator[list[Example]]]
 
 SHAPES_CATEGORIES = {
     ("caption", "pointing"): ("colour", "shape", "texture"),
@@ -35,16 +37,27 @@ POINTED_KINDS = ("colour", "shape")
 
 @dataclass
 class EvaluationData:
-    """Batches of examples with truth, how results name the data, and the categories of
-    referent a metric counts (``None``: all)."""
+    """The groups of a source, how one group becomes examples with truth, how results name
+    the data, and what a metric counts: the referent categories (``None``: all) and whether
+    it explains the model's predictions rather than the truth's targets."""
 
     label: str
-    batches: ExampleBatches
-    size: int
+    groups: Sequence[Any]
+    build: Callable[[Any], list[Example]]
     categories: tuple[str, ...] | None = None
     predicted: bool = False
-    """Explain what the model predicts (deletion, faithfulness) rather than the truth."""
-    notes: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.groups)
+
+    def batches(self) -> Iterator[list[Example]]:
+        """The examples of each group in turn, built here (``runner.measure`` builds them in
+        loader workers)."""
+        for group in self.groups:
+            examples = self.build(group)
+            if examples:
+                yield examples
 
 
 def evaluation_data(task: Task, data: str, count: int, metric: str) -> EvaluationData:
@@ -61,7 +74,7 @@ def evaluation_data(task: Task, data: str, count: int, metric: str) -> Evaluatio
     if prefix == "coco" and rest:
         if kind != "caption":
             raise InputError(f"--data coco:... is for captioners, not --task {kind}")
-        return _coco(rest, count, metric)
+        return _coco(rest, count)
     raise InputError(
         f"unknown --data {data!r}; valid: shapes, voc:DIR, coco:CAPTIONS_JSON,INSTANCES_JSON,"
         "IMAGE_DIR"
@@ -69,52 +82,49 @@ def evaluation_data(task: Task, data: str, count: int, metric: str) -> Evaluatio
 
 
 def _shapes(task: Task, count: int, metric: str) -> EvaluationData:
-    from vlx.data.shapes import SPLITS, ShapesWorld
+    from vlx.data.shapes import SPLITS
 
     first, length = SPLITS["test"]
     if count > length:
         raise InputError(f"--images {count}: the ShapesWorld test split holds {length} scenes")
-    world = ShapesWorld(seed=0)
     if task.kind == "classify":
         return _shapes_classify(task, count, metric)
-
-    def scenes() -> Iterator:
-        return (world.scene(i) for i in _progress(range(first, first + count), metric))
-
-    label = "ShapesWorld test split"
+    label, scenes = "ShapesWorld test split", list(range(first, first + count))
     if task.kind == "caption":
-        from vlx.data.shapes.truth import CaptionWords
-
-        def captions() -> Iterator[list[Example]]:
-            for scene in scenes():
-                yield [Example(Image.fromarray(scene.image), scene.caption(),
-                               f"shapes-test-{scene.index - first}", CaptionWords(scene))]
-
         categories = SHAPES_CATEGORIES.get(("caption", metric))
-        return EvaluationData(label, captions, count, categories)
+        return EvaluationData(label, scenes, _caption_scene, categories)
+    predicted = metric in ("deletion", "faithfulness")
+    return EvaluationData(label, scenes, partial(_question_scene, first=not predicted),
+                          None, predicted)
+
+
+def _caption_scene(index: int) -> list[Example]:
+    """A test scene with its reference caption, each grounded word its truth."""
+    from vlx.data.shapes import SPLITS, ShapesWorld
+    from vlx.data.shapes.truth import CaptionWords
+
+    scene = ShapesWorld(seed=0).scene(index)
+    name = f"shapes-test-{index - SPLITS['test'][0]}"
+    return [Example(Image.fromarray(scene.image), scene.caption(), name, CaptionWords(scene))]
+
+
+def _question_scene(index: int, first: bool) -> list[Example]:
+    """A test scene's colour and shape questions about one object (``first``), or its first
+    question (explained at the model's own answer)."""
+    from vlx.data.shapes import SPLITS, ShapesWorld
     from vlx.data.shapes.truth import QuestionAnswer
 
-    predicted = metric in ("deletion", "faithfulness")
-
-    def questions() -> Iterator[list[Example]]:
-        for scene in scenes():
-            asked = scene.questions()[:1] if predicted else [
-                q for q in scene.questions() if q.kind in POINTED_KINDS and q.referent is not None
-            ]
-            image = Image.fromarray(scene.image)
-            name = f"shapes-test-{scene.index - first}"
-            if asked:
-                yield [Example(image, q.text, name, QuestionAnswer(scene, q)) for q in asked]
-
-    return EvaluationData(label, questions, count, None, predicted)
+    scene = ShapesWorld(seed=0).scene(index)
+    asked = [q for q in scene.questions() if q.kind in POINTED_KINDS and q.referent is not None
+             ] if first else scene.questions()[:1]
+    image = Image.fromarray(scene.image)
+    name = f"shapes-test-{index - SPLITS['test'][0]}"
+    return [Example(image, q.text, name, QuestionAnswer(scene, q)) for q in asked]
 
 
 def _shapes_classify(task: Task, count: int, metric: str) -> EvaluationData:
     """The held-out one-object scenes of a ShapesWorld classifier's own classes; any other
     classifier is scored for deletion on the bundled photos (it has no ShapesWorld classes)."""
-    from vlx.data.shapes.truth import inclusive
-    from vlx.data.truth import AnnotatedBoxes
-
     scenes = getattr(task, "scenes", None)
     if scenes is None:
         if metric == "deletion":
@@ -124,56 +134,62 @@ def _shapes_classify(task: Task, count: int, metric: str) -> EvaluationData:
             f"shapes:CHECKPOINT), not {task.name!r}; for other classifiers pass images with "
             "boxes: --data voc:DIR"
         )
-    names = task.class_names
+    indices = [scene.index for scene in scenes.scenes("test", count)]
+    build = partial(_classifier_scene, scenes=scenes, names=tuple(task.class_names))
+    return EvaluationData("ShapesWorld test split", indices, build, None, metric == "deletion")
 
-    def batches() -> Iterator[list[Example]]:
-        for scene in _progress(scenes.scenes("test", count), metric):
-            boxes = {scenes.label(scene): [inclusive(scene.objects[0].box)]}
-            truth = AnnotatedBoxes(boxes, names, scene.image.shape[:2])
-            yield [Example(Image.fromarray(scene.image), None, f"shapes-{scene.index}", truth)]
 
-    return EvaluationData("ShapesWorld test split", batches, count, None, metric == "deletion")
+def _classifier_scene(index: int, scenes: Any, names: tuple[str, ...]) -> list[Example]:
+    """A classifier's test scene: its object's box is the truth, as photos' boxes are."""
+    from vlx.data.shapes.truth import inclusive
+    from vlx.data.truth import AnnotatedBoxes
+
+    scene = scenes.scene(index)
+    boxes = {scenes.label(scene): [inclusive(scene.objects[0].box)]}
+    truth = AnnotatedBoxes(boxes, names, scene.image.shape[:2])
+    return [Example(Image.fromarray(scene.image), None, f"shapes-{scene.index}", truth)]
 
 
 def _bundled_photos(count: int) -> EvaluationData:
-    from vlx.images import DEMO_IMAGES, load_image
+    from vlx.images import DEMO_IMAGES
 
-    photos = DEMO_IMAGES[:count]
+    return EvaluationData("the bundled photos", list(DEMO_IMAGES[:count]), _photo, None, True)
 
-    def batches() -> Iterator[list[Example]]:
-        for path in _progress(photos, "deletion"):
-            yield [Example(load_image(path), None, path.stem)]
 
-    return EvaluationData("the bundled photos", batches, len(photos), None, True)
+def _photo(path: Path) -> list[Example]:
+    from vlx.images import load_image
+
+    return [Example(load_image(path), None, path.stem)]
 
 
 def _voc(task: Task, folder: Path, count: int, metric: str) -> EvaluationData:
-    from vlx.data.truth import AnnotatedBoxes
     from vlx.data.voc import class_indices, read_voc
-    from vlx.images import load_image
 
     items = read_voc(folder)[:count]
     names = [o.name for item in items for o in item.objects]
     indices = class_indices(names, task.class_names, _synsets(task.class_names))
-
-    def batches() -> Iterator[list[Example]]:
-        for item in _progress(items, "voc images"):
-            image = load_image(item.path)
-            if image.size != (item.width, item.height):
-                raise InputError(
-                    f"{str(item.path)!r} is {image.size[0]}x{image.size[1]} but its XML says "
-                    f"{item.width}x{item.height}"
-                )
-            boxes: dict[int, list] = defaultdict(list)
-            for obj in item.objects:
-                boxes[indices[obj.name]].append(obj.box)
-            truth = AnnotatedBoxes(boxes, task.class_names, (item.height, item.width))
-            yield [Example(image, None, item.path.stem, truth)]
-
-    return EvaluationData(f"voc:{folder}", batches, len(items), None, metric == "deletion")
+    build = partial(_voc_image, indices=indices, names=tuple(task.class_names))
+    return EvaluationData(f"voc:{folder}", items, build, None, metric == "deletion")
 
 
-def _coco(spec: str, count: int, metric: str) -> EvaluationData:
+def _voc_image(item: Any, indices: dict[str, int], names: tuple[str, ...]) -> list[Example]:
+    from vlx.data.truth import AnnotatedBoxes
+    from vlx.images import load_image
+
+    image = load_image(item.path)
+    if image.size != (item.width, item.height):
+        raise InputError(
+            f"{str(item.path)!r} is {image.size[0]}x{image.size[1]} but its XML says "
+            f"{item.width}x{item.height}"
+        )
+    boxes: dict[int, list] = defaultdict(list)
+    for obj in item.objects:
+        boxes[indices[obj.name]].append(obj.box)
+    truth = AnnotatedBoxes(boxes, names, (item.height, item.width))
+    return [Example(image, None, item.path.stem, truth)]
+
+
+def _coco(spec: str, count: int) -> EvaluationData:
     """Each image with its first reference caption; a word that names a COCO category (or a
     synonym of one) refers to the category's instance masks (the paper's Sec. 8.1.1)."""
     from vlx.data.coco import CocoCaptions
@@ -185,14 +201,13 @@ def _coco(spec: str, count: int, metric: str) -> EvaluationData:
     captions = CocoCaptions(parts[0], parts[2])
     instances = CocoInstances(parts[1])
     ids = [i for i in captions.image_ids() if captions.captions(i)][:count]
+    build = partial(_coco_image, captions=captions, instances=instances)
+    return EvaluationData(f"coco:{parts[0]}", ids, build)
 
-    def batches() -> Iterator[list[Example]]:
-        for image_id in _progress(ids, "coco images"):
-            text = captions.captions(image_id)[0]
-            truth = instances.truth(image_id)
-            yield [Example(captions.image(image_id), text, str(image_id), truth)]
 
-    return EvaluationData(f"coco:{parts[0]}", batches, len(ids))
+def _coco_image(image_id: int, captions: Any, instances: Any) -> list[Example]:
+    text = captions.captions(image_id)[0]
+    return [Example(captions.image(image_id), text, str(image_id), instances.truth(image_id))]
 
 
 def _synsets(class_names: list[str]) -> list[str] | None:
@@ -202,9 +217,3 @@ def _synsets(class_names: list[str]) -> list[str] | None:
     from timm.data import ImageNetInfo
 
     return list(ImageNetInfo("imagenet-1k").label_names())
-
-
-def _progress(items, label: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=label, unit="image")

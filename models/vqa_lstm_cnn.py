@@ -98,7 +98,8 @@ class VQAModel(nn.Module):
                 f"the checkpoint holds a {checkpoint.get('architecture')!r} model, not {cls.name!r}"
             )
         config = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["config"].items()
+            **getattr(cls.config_class, "LEGACY", {}),
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in checkpoint["config"].items()},
         }
         model = cls(cls.config_class(**config))
         model.load_state_dict(checkpoint["state_dict"])
@@ -130,10 +131,14 @@ class LSTMCNNConfig:
     common: int = 256
     mlp: int = 256
     dropout: float = 0.3
-    widths: tuple[int, int, int, int] = (16, 32, 48, 64)
-    pool: str = "mean"
-    coordinates: bool = False
-    question_norm: bool = False
+    widths: tuple[int, int, int, int] = (16, 32, 48, 128)
+    pool: str = "max"
+    coordinates: bool = True
+    question_norm: bool = True
+
+    LEGACY: ClassVar[dict[str, Any]] = {"pool": "mean", "coordinates": False,
+                                        "question_norm": False}
+    """What checkpoints written before these fields existed were trained with."""
 
 
 class VQALSTMCNN(VQAModel):

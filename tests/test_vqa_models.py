@@ -30,12 +30,13 @@ from vlx.models.vqa_training import (
     load_vqa,
     vqa_accuracy,
 )
+from vlx.text import Vocabulary
 from vlx.training import train
 
 
 def train_vqa(options: VQATraining) -> dict:
     return train(VQARecipe, options).metrics
-from vlx.text import Vocabulary
+
 
 VOCABULARY = Vocabulary(["what", "color", "is", "the", "circle", "there", "a", "red", "square"])
 MODELS = {
@@ -159,17 +160,41 @@ def test_phrase_level_is_the_max_over_ngrams_starting_at_each_word() -> None:
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
-def test_lstm_cnn_image_feature_is_the_l2_normalised_average() -> None:
+@pytest.mark.parametrize(
+    ("pool", "expected"),
+    [
+        # Channel means 3 and -4: normalised to (0.6, -0.8), the paper's mean pool.
+        ("mean", [0.6, -0.8]),
+        # Channel maxima 5 and -2: (5, -2) / sqrt(29).
+        ("max", [5 / 29**0.5, -2 / 29**0.5]),
+    ],
+)
+def test_lstm_cnn_image_feature_is_the_l2_normalised_pool(pool: str, expected: list[float]) -> None:
     class FixedMap(nn.Module):
         def forward(self, images: torch.Tensor) -> torch.Tensor:
-            # Channel means 3 and -4 (a 2 x 2 map): normalised to (0.6, -0.8).
-            channel = torch.tensor([[[1.0, 5.0], [2.0, 4.0]], [[-4.0, -4.0], [-8.0, 0.0]]])
+            channel = torch.tensor([[[1.0, 5.0], [2.0, 4.0]], [[-4.0, -2.0], [-8.0, -2.0]]])
             return channel.expand(len(images), 2, 2, 2)
 
-    model = build("lstm-cnn")
+    model = VQALSTMCNN(LSTMCNNConfig(len(VOCABULARY), len(ANSWERS), pool=pool))
     model.encoder = FixedMap()
     features = model.image_features(torch.zeros(2, 3, 8, 8))
-    torch.testing.assert_close(features, torch.tensor([[0.6, -0.8]] * 2), rtol=0, atol=1e-7)
+    torch.testing.assert_close(features, torch.tensor([expected] * 2), rtol=0, atol=1e-7)
+
+
+def test_lstm_cnn_checkpoint_from_before_the_recipe_fields_loads_as_trained(
+    images: torch.Tensor,
+) -> None:
+    """A checkpoint written before pool/coordinates/question_norm existed was a mean-pooled,
+    coordinate-free, unnormalised model: it must load as that, not as today's defaults."""
+    legacy = VQALSTMCNN(LSTMCNNConfig(len(VOCABULARY), len(ANSWERS), **LSTMCNNConfig.LEGACY))
+    saved = legacy.checkpoint(VOCABULARY, ANSWERS)
+    for field in LSTMCNNConfig.LEGACY:
+        del saved["config"][field]
+    loaded = VQALSTMCNN.from_checkpoint(saved)[0]
+    assert (loaded.config.pool, loaded.config.coordinates, loaded.config.question_norm) == (
+        "mean", False, False)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images, questions()), legacy.eval()(images, questions()))
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import vlx
+from vlx.methods import METHODS
 
 
 def test_every_exported_name_stays_the_same_object_however_often_read() -> None:
@@ -35,7 +36,7 @@ class Scaled(nn.Module):
         return self.conv(image).mean(dim=(2, 3)) * stride
 
 
-@pytest.mark.parametrize("method", ["gradcam", "guided-backprop", "guided-gradcam", "occlusion"])
+@pytest.mark.parametrize("method", METHODS)
 def test_model_kwargs_reach_the_model_and_never_the_method(method) -> None:
     torch.manual_seed(0)
     model, image = Scaled().eval(), torch.randn(1, 1, 8, 8)
@@ -46,7 +47,7 @@ def test_model_kwargs_reach_the_model_and_never_the_method(method) -> None:
     torch.testing.assert_close(twice.scores, 2 * once.scores)
 
 
-@pytest.mark.parametrize("method", ["gradcam", "guided-backprop", "deconvolution", "occlusion"])
+@pytest.mark.parametrize("method", METHODS)
 def test_every_method_warns_about_training_mode(method) -> None:
     model = Scaled().train()
     with pytest.warns(UserWarning, match="training mode"):
@@ -64,7 +65,7 @@ def test_input_index_names_the_image_for_every_method() -> None:
             return self.inner(image) * scale
 
     model, image = Second().eval(), torch.randn(1, 1, 8, 8)
-    for method in ("gradcam", "guided-backprop", "occlusion"):
+    for method in METHODS:
         e = vlx.explain(model, torch.ones(1, 1), image, method=method, targets=[[1]],
                         layer="inner.conv", input_index=1, window=4, stride=4)
         assert e.meta["input_size"] == (8, 8), method

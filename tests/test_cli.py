@@ -147,9 +147,9 @@ def test_unknown_model_exits_2(photo, tmp_path, capsys):
 
 def test_unknown_method_is_rejected_by_the_parser(photo, capsys):
     with pytest.raises(SystemExit) as info:
-        main(["explain", str(photo), "--method", "gradcam,gradcam++"])
+        main(["explain", str(photo), "--method", "gradcam,gradcam+++"])
     assert info.value.code == 2
-    assert "gradcam++" in capsys.readouterr().err
+    assert "unknown method 'gradcam+++'" in capsys.readouterr().err
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(photo, capsys):

@@ -14,6 +14,7 @@ from PIL import Image
 from vlx.cli import main
 from vlx.errors import InputError
 from vlx.images import load_image
+from vlx.methods import CAM_FAMILY
 from vlx.task import Example
 from vlx.tasks.captioning import EVERY_WORD, WHOLE_CAPTION
 from vlx.tasks.hf_loading import load_hf_captioner
@@ -24,6 +25,9 @@ FAMILIES = {  # builder, patch grid of the processor's input size
     "swin-bert": (hf_tiny.swin_bert, (5, 7)),
     "blip": (hf_tiny.blip_captioner, (4, 4)),
 }
+
+PLANTED_METHODS = [("gradcam", "counterfactual"), *((m,) for m in CAM_FAMILY if m != "gradcam")]
+"""Every CAM-family map is a combination of the layer's activation, zero outside the quadrant."""
 
 
 @pytest.fixture(scope="module")
@@ -133,14 +137,15 @@ def test_target_is_the_teacher_forced_log_prob(captioners, directories, image, n
          "vision_model.embeddings.patch_embedding", ["vision_model.embeddings.position_embedding"]),
     ],
 )
-def test_planted_quadrant_is_found(directories, image, name, layer, conv, zeroed):
+@pytest.mark.parametrize("methods", PLANTED_METHODS, ids="+".join)
+def test_planted_quadrant_is_found(directories, image, name, layer, conv, zeroed, methods):
     captioner = load_hf_captioner(directories[name])
     handle = hf_tiny.plant_bottom_right(captioner.model, conv, zeroed)
     try:
         batch = captioner.prepare([Example(image, CAPTION)])
         targets = captioner.targets(batch)
         maps = torch.cat([captioner.explain(batch, targets, m, layer=layer).maps
-                          for m in ("gradcam", "counterfactual")], dim=1)
+                          for m in methods], dim=1)
     finally:
         handle.remove()
     assert hf_tiny.outside_bottom_right(maps).abs().max() == 0

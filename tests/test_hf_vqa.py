@@ -15,13 +15,16 @@ from vlx.cli import main
 from vlx.errors import InputError
 from vlx.images import load_image
 from vlx.layers import TokenGrid
-from vlx.methods import explain
+from vlx.methods import CAM_FAMILY, explain
 from vlx.task import Example
 from vlx.tasks.hf_loading import load_hf_vqa
 from vlx.tasks.hf_vqa import ViltPatchOrder
 
 QUESTION = "what color is the circle?"
 FAMILIES = {"vilt": (hf_tiny.vilt, (4, 6)), "blip": (hf_tiny.blip_vqa, (4, 4))}
+
+PLANTED_METHODS = [("gradcam", "counterfactual"), *((m,) for m in CAM_FAMILY if m != "gradcam")]
+"""Every CAM-family map is a combination of the layer's activation, zero outside the quadrant."""
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +107,15 @@ def test_vilt_maps_do_not_change_with_the_patch_shuffle(models, image):
          "vision_model.embeddings.patch_embedding", ["vision_model.embeddings.position_embedding"]),
     ],
 )
-def test_planted_quadrant_is_found(directories, image, name, layer, conv, zeroed):
+@pytest.mark.parametrize("methods", PLANTED_METHODS, ids="+".join)
+def test_planted_quadrant_is_found(directories, image, name, layer, conv, zeroed, methods):
     vqa = load_hf_vqa(directories[name])
     handle = hf_tiny.plant_bottom_right(vqa.model, conv, zeroed)
     try:
         batch = vqa.prepare([Example(image, QUESTION)])
         targets = vqa.targets(batch, [["red", "blue", "yes", "no"]])
         maps = torch.cat([vqa.explain(batch, targets, m, layer).maps
-                          for m in ("gradcam", "counterfactual")], dim=1)
+                          for m in methods], dim=1)
     finally:
         handle.remove()
     assert hf_tiny.outside_bottom_right(maps).abs().max() == 0

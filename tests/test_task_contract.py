@@ -90,7 +90,7 @@ def test_a_toy_adapter_is_explained_and_evaluated_through_the_shared_code(tmp_pa
     task = ColourTask()
 
     class Args:
-        layer, text, method, max_side = None, False, ["gradcam", "guided-backprop"], 1024
+        layer, text, method, max_side, batch_size = None, False, ["gradcam", "guided-backprop"], 1024, 32
 
     done = explain_batch(task, examples, Args, lambda predictions: None)
     assert [row[0].name for row in done.targets.rows] == ["red", "blue", "green"]

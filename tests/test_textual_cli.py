@@ -172,7 +172,9 @@ def test_text_with_only_guided_methods_is_an_error_naming_the_alpha_methods(
                  *PROBE])
     err = capsys.readouterr().err
     assert code == 2
-    assert "--text needs a method that gives alphas (gradcam, guided-gradcam, counterfactual)" in err
+    assert ("--text needs a method that gives alphas (gradcam, guided-gradcam, counterfactual, "
+            "gradcam++, xgradcam, scorecam, ablationcam); got only guided-backprop, "
+            "deconvolution") in err
     assert not out.exists()
 
 

@@ -326,8 +326,6 @@ def test_unknown_model_or_data(tmp_path) -> None:
 @pytest.mark.parametrize("name", ["vqa_lstm_cnn_shapes", "vqa_coattention_shapes"])
 def test_shipped_checkpoints_are_small_and_load(name: str, images: torch.Tensor) -> None:
     path = checkpoint_path(name)
-    if not path.is_file():
-        pytest.skip(f"{path.name} is not trained yet")
     assert path.stat().st_size <= 10 * 2**20
     model, vocabulary, answers = load_vqa(torch.load(path, weights_only=True))
     assert answers == list(ANSWERS)
@@ -345,8 +343,6 @@ def test_shipped_coattention_meets_its_goals() -> None:
     paths = [
         checkpoint_path(f"vqa_{n}_shapes").with_suffix(".json") for n in ("coattention", "lstm_cnn")
     ]
-    if not all(p.is_file() for p in paths):
-        pytest.skip("the VQA checkpoints are not trained yet")
     coattention, lstm_cnn = (json.loads(p.read_text())["metrics"] for p in paths)
     for kind in ("colour", "shape", "exist", "relation"):
         assert coattention["accuracy_by_kind"][kind] >= 0.9, kind
@@ -355,6 +351,22 @@ def test_shipped_coattention_meets_its_goals() -> None:
     saved = torch.load(checkpoint_path("vqa_coattention_shapes"), weights_only=True)
     model, vocabulary, answers = load_vqa(saved)
     assert vqa_accuracy(model, vocabulary, answers, ShapesWorld(seed=0), 20)["accuracy"] >= 0.9
+
+
+def test_shipped_lstm_cnn_meets_its_goals() -> None:
+    """The global-feature baseline, as recorded by the training command on 500 held-out
+    scenes: >= 88% overall, >= 90% on colour, shape, count and existence questions, >= 80% on
+    yes/no; and with today's code 20 held-out scenes are answered that well. Relation
+    questions stay near chance (48%): one pooled feature cannot compare two objects' places."""
+    metrics = json.loads(checkpoint_path("vqa_lstm_cnn_shapes").with_suffix(".json").read_text())
+    metrics = metrics["metrics"]
+    assert metrics["eval_images"] >= 500 and metrics["accuracy"] >= 0.88
+    for kind in ("colour", "shape", "count", "exist"):
+        assert metrics["accuracy_by_kind"][kind] >= 0.9, kind
+    assert metrics["yes_no_accuracy"] >= 0.8
+    saved = torch.load(checkpoint_path("vqa_lstm_cnn_shapes"), weights_only=True)
+    model, vocabulary, answers = load_vqa(saved)
+    assert vqa_accuracy(model, vocabulary, answers, ShapesWorld(seed=0), 20)["accuracy"] >= 0.85
 
 
 def test_shipped_coattention_attends_to_the_object_asked_about() -> None:

@@ -90,6 +90,12 @@ class LayerModel:
         if layer is not None:
             self.layer_name, self.layer = named_layer(model, layer)
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Nothing to undo: hooks never outlive a call. Exceptions propagate."""
+
     def resolve(self, inputs: tuple, model_kwargs: dict) -> None:
         if self.layer_name is None:
             name = last_spatial_layer(self.model, lambda: self.model(*inputs, **model_kwargs))
@@ -138,12 +144,6 @@ class CAM(LayerModel):
             )
         super().__init__(model, layer, to_grid)
         self.backward_rule = backward_rule
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Nothing to undo: hooks never outlive a call. Exceptions propagate."""
 
     def combine(self, activations: torch.Tensor, gradients: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -17,7 +17,7 @@ from torch import nn
 from vlx.errors import InputError
 from vlx.layers import spatial_output
 
-Mode = Literal["leaf", "stop", "record"]
+Mode = Literal["leaf", "stop", "record", "edit"]
 
 
 class LayerReached(Exception):
@@ -36,13 +36,18 @@ class LayerCapture:
         ``stop``: the output is recorded detached and the forward is cut short by raising
             ``LayerReached`` (reading a layer for dissection).
         ``record``: the output is recorded detached and the forward goes on.
+        ``edit``: the output is replaced by ``edit(output)`` (ablating channels), unrecorded.
     """
 
     def __init__(
         self, module: nn.Module, name: str, mode: Mode = "record",
         on_output: Callable[[], object] | None = None,
+        edit: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
+        if (mode == "edit") != (edit is not None):
+            raise ValueError("an edit function goes with mode 'edit', and only with it")
         self.module, self.name, self.mode, self.on_output = module, name, mode, on_output
+        self.edit = edit
         self.outputs: list[torch.Tensor] = []
         self._thread = threading.get_ident()
         self._handle: Any = None
@@ -65,15 +70,18 @@ class LayerCapture:
             )
         if self.on_output is not None:
             self.on_output()
-        if self.mode != "leaf":
+        if self.mode == "edit":
+            replacement = self.edit(tensor)
+        elif self.mode != "leaf":
             self.outputs.append(tensor.detach())
             if self.mode == "stop":
                 raise LayerReached
             return None
-        leaf = tensor.detach().requires_grad_(True)
-        self.outputs.append(leaf)
-        # A clone, so in-place ops after the layer (ReLU(inplace=True)) leave A intact.
-        replacement = leaf.clone()
+        else:
+            leaf = tensor.detach().requires_grad_(True)
+            self.outputs.append(leaf)
+            # A clone, so in-place ops after the layer (ReLU(inplace=True)) leave A intact.
+            replacement = leaf.clone()
         if isinstance(output, torch.Tensor):
             return replacement
         return type(output)([replacement, *output[1:]])

@@ -103,5 +103,9 @@ def metadata_path(path: Path) -> Path:
 
 
 def command_line() -> str:
-    """The command that is running, for the metadata (program name without its folder)."""
-    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    """The command that is running, for the metadata (program name without its folder;
+    ``python -m vlx`` and ``python -m vlx.cli`` are the ``vlx`` command)."""
+    program = Path(sys.argv[0])
+    name = "vlx" if program.parent.name == "vlx" and program.name in ("cli.py", "__main__.py") \
+        else program.name
+    return " ".join([name, *sys.argv[1:]])

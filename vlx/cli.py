@@ -227,7 +227,11 @@ def _add_explanation_outputs(parser: argparse.ArgumentParser) -> None:
         "images, a text file of image paths, csv:FILE, coco:CAPTIONS_JSON,IMAGE_DIR, "
         "vqa2:QUESTIONS_JSON,ANNOTATIONS_JSON,IMAGE_DIR, voc:DIR or shapes:N",
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="examples per batch (32)")
+    parser.add_argument(
+        "--batch-size", type=int, default=32,
+        help="images per forward: examples per batch with --data, edited copies per forward "
+        "for occlusion, scorecam and ablationcam (32)",
+    )
     parser.add_argument(
         "--workers", type=int, default=2, help="loader processes decoding and preprocessing (2)"
     )

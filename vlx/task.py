@@ -32,6 +32,7 @@ from torch import nn
 
 from vlx.errors import InputError
 from vlx.explanation import Explanation
+from vlx.methods import COPY_METHODS
 
 Box = tuple[int, int, int, int]
 """(x0, y0, x1, y1), inclusive pixel coordinates of the example's image."""
@@ -244,14 +245,15 @@ class Task(ABC):
         layer: str | None = None, **options: Any,
     ) -> Explanation:
         """``method`` for every target of every example, in one forward and one batched
-        backward (occlusion: one example at a time, since its windows are per image);
-        ``options`` are the method's own (occlusion's ``window``, ``stride``). Rows shorter
+        backward (the methods that forward edited copies, one example at a time);
+        ``options`` are the method's own (occlusion's ``window``, ``stride``, the copies'
+        ``batch_size``). Rows shorter
         than the widest are padded: their extra maps repeat the row's last target."""
         from vlx.methods import explain
 
         if not targets.rows or any(not row for row in targets.rows):
             raise InputError("no targets to explain: every example needs at least one")
-        if method == "occlusion" and len(batch) > 1:
+        if method in COPY_METHODS and len(batch) > 1:
             parts = [self.explain(batch.select(i), targets.select(i), method, layer, **options)
                      for i in range(len(batch))]
             return _concatenated(parts, targets)

@@ -55,6 +55,8 @@ def check_outputs(args: argparse.Namespace) -> Path:
     check_methods(args.method)
     if args.max_side < 16:
         raise InputError(f"--max-side must be at least 16 pixels, got {args.max_side}")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
     out = check_output_folder(args.out)
     if args.text:
         from vlx.commands.textual import check_probe, text_method
@@ -77,7 +79,9 @@ def explain_batch(
     batch = task.prepare(examples)
     predictions = task.predict(batch, top_k)
     targets = task.targets(batch, requested(predictions))
-    explanations = {m: task.explain(batch, targets, m, args.layer) for m in args.method}
+    options = {"batch_size": args.batch_size, "progress": True}
+    explanations = {m: task.explain(batch, targets, m, args.layer, **options)
+                    for m in args.method}
     shown = [bounded(e.image, args.max_side) for e in examples]
     layer = args.layer or task.layer or next(
         (e.layer for e in explanations.values() if e.layer), None)

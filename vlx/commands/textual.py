@@ -20,9 +20,10 @@ from torch import nn
 
 from vlx.dissect.figure import textual_figure
 from vlx.dissect.names import UnitName
-from vlx.dissect.textual import ALPHA_METHODS, target_alphas, textual_explanation
+from vlx.dissect.textual import target_alphas, textual_explanation
 from vlx.errors import InputError
 from vlx.explanation import Explanation
+from vlx.methods import ALPHA_METHODS
 from vlx.render import explanation_picture, save_png
 from vlx.task import LayerSubject
 

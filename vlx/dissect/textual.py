@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vlx.dissect.names import UnitName
+from vlx.methods import ALPHA_METHODS
 
 if TYPE_CHECKING:
     import torch
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
 TOP_UNITS = 5
 """Units listed per side, as in the paper's Fig. 9."""
 
-ALPHA_METHODS = ("gradcam", "guided-gradcam", "counterfactual")
-"""Methods whose explanations carry alphas, in the order ``--text`` prefers them; guided
-backprop, deconvolution and occlusion have none."""
 
 
 @dataclass(frozen=True)

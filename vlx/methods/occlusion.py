@@ -15,7 +15,8 @@ from torch import nn
 from vlx.cam import input_size, warn_if_training
 from vlx.errors import InputError
 from vlx.explanation import Explanation
-from vlx.methods import OCCLUSION_STRIDE, OCCLUSION_WINDOW
+from vlx.methods import BATCH_SIZE, OCCLUSION_STRIDE, OCCLUSION_WINDOW
+from vlx.methods.copies import chunks, copy_scores
 from vlx.targets import Targets, target_scores
 
 
@@ -26,7 +27,7 @@ def occlusion(
     window: int | tuple[int, int] = OCCLUSION_WINDOW,
     stride: int | tuple[int, int] = OCCLUSION_STRIDE,
     baseline: float | torch.Tensor = 0.0,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     input_index: int = 0,
     model_kwargs: dict[str, Any] | None = None,
     progress: bool = False,
@@ -34,7 +35,8 @@ def occlusion(
     """(N, T, H, W) occlusion maps for T targets per input, at input resolution.
 
     Other inputs (questions, captions) and tensor ``model_kwargs`` whose first dimension is
-    N are repeated alongside each occluded copy of their image. A stride larger than the
+    N are repeated alongside each occluded copy of their image; ``batch_size`` copies go
+    through the model at a time. A stride larger than the
     window would leave pixels no window covers, so it is refused (as Captum does).
     """
     meta = input_size(inputs, input_index)
@@ -51,35 +53,27 @@ def occlusion(
             f"stride {(step_h, step_w)} is larger than the window {(win_h, win_w)}: pixels "
             "between windows would get no value; use a stride of at most the window"
         )
-    if batch_size < 1:
-        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    positions = [(y, x) for y in _starts(height, win_h, step_h) for x in _starts(width, win_w, step_w)]
+    pieces = [[positions[k] for k in piece] for piece in chunks(len(positions), batch_size)]
     with torch.no_grad():
         clean, ids = target_scores(model(*inputs, **model_kwargs), targets)
     fixed_targets = targets if ids is None else ids
-    positions = [(y, x) for y in _starts(height, win_h, step_h) for x in _starts(width, win_w, step_w)]
-    chunks = [positions[i : i + batch_size] for i in range(0, len(positions), batch_size)]
     maps = torch.zeros(n, clean.shape[1], height, width, device=image.device)
-    work = [(i, chunk) for i in range(n) for chunk in chunks]
+    work = [(i, piece) for i in range(n) for piece in pieces]
     if progress:
         from tqdm.auto import tqdm
 
-        work = tqdm(work, desc="occlusion", unit="batch")
+        work = tqdm(work, desc="occlusion", unit="forward", disable=None, leave=False)
     coverage = torch.zeros(height, width, device=image.device)
     for y, x in positions:
         coverage[y : y + win_h, x : x + win_w] += 1
-    for i, chunk in work:
-        masks = torch.zeros(len(chunk), 1, height, width, device=image.device, dtype=image.dtype)
-        for b, (y, x) in enumerate(chunk):
+    for i, piece in work:
+        masks = torch.zeros(len(piece), 1, height, width, device=image.device, dtype=image.dtype)
+        for b, (y, x) in enumerate(piece):
             masks[b, :, y : y + win_h, x : x + win_w] = 1
         occluded = image[i : i + 1] * (1 - masks) + baseline * masks
-        batch_inputs = [
-            occluded if k == input_index else _repeat(value, i, n, len(chunk))
-            for k, value in enumerate(inputs)
-        ]
-        batch_kwargs = {key: _repeat(value, i, n, len(chunk)) for key, value in model_kwargs.items()}
-        per_image_targets = _row(fixed_targets, i, len(chunk))
-        with torch.no_grad():
-            scores, _ = target_scores(model(*batch_inputs, **batch_kwargs), per_image_targets)
+        scores = copy_scores(model, inputs, model_kwargs, input_index, i, fixed_targets,
+                             len(piece), occluded)
         drop = clean[i : i + 1] - scores
         maps[i] += torch.einsum("bt,bhw->thw", drop.float(), masks[:, 0].float())
     return Explanation(
@@ -103,16 +97,3 @@ def _starts(size: int, window: int, stride: int) -> Iterator[int]:
     last = size - window
     yield from range(0, last, stride)
     yield last
-
-
-def _repeat(value: Any, index: int, n: int, copies: int) -> Any:
-    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == n:
-        return value[index : index + 1].expand(copies, *value.shape[1:])
-    return value
-
-
-def _row(targets: Any, index: int, copies: int) -> Any:
-    """Image ``index``'s class targets repeated for each occluded copy; callables pass through."""
-    if isinstance(targets, list):
-        return [targets[index]] * copies
-    return targets

@@ -173,9 +173,10 @@ def _explain(task: Task, loaded: Loaded, items: list[Item], args: argparse.Names
     requested = _requested(items, positions, args)
     answers = getattr(args, "answers", None)
     explanations = {}
+    copies = {"batch_size": args.batch_size}  # edited copies per forward, where a method makes them
     if requested is None and not answers:  # the prediction, found by the explaining forward
         targets, explanations[args.method[0]] = task.explain_predicted(
-            batch, args.method[0], args.layer)
+            batch, args.method[0], args.layer, **copies)
         # a caption is predicted by generating it (done once per batch: it is kept)
         predicted = ([p[0].name for p in task.predict(batch, 1)] if task.kind == "caption"
                      else [row[0].name for row in targets.rows])
@@ -189,7 +190,7 @@ def _explain(task: Task, loaded: Loaded, items: list[Item], args: argparse.Names
             return _one_by_one(task, loaded, items, args, text_column, out)
     for method in args.method:
         if method not in explanations:
-            explanations[method] = task.explain(batch, targets, method, args.layer)
+            explanations[method] = task.explain(batch, targets, method, args.layer, **copies)
     rows = []
     for n, position in enumerate(positions):
         item = items[position]

@@ -48,6 +48,15 @@ def gpt2_tokenizer():
                                    eos_token=end, unk_token=end, pad_token=end)
 
 
+def noise_image(width: int = 90, height: int = 60, seed: int = 0):
+    """A seeded RGB noise image (Pillow's ``effect_noise`` draws from an unseeded generator)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).normal(128, 60, (height, width, 3))
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
 def _save(directory: Path, model: nn.Module, *processors: object) -> Path:
     model.save_pretrained(directory)
     for processor in processors:

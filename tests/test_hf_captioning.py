@@ -43,7 +43,7 @@ def captioners(directories):
 
 @pytest.fixture(scope="module")
 def image() -> Image.Image:
-    return Image.effect_noise((90, 60), 60).convert("RGB")
+    return hf_tiny.noise_image()
 
 
 def teacher_forced_log_probs(captioner, pixels: torch.Tensor, ids: list[int]) -> torch.Tensor:

@@ -141,7 +141,7 @@ def _tiny_coco(root: Path) -> Path:
         ("a red circle left of a blue square", {"circle": (4, 4, 20, 20), "square": (40, 30, 60, 50)}),
         ("a green star on the left of a red circle", {"star": (2, 30, 22, 50), "circle": (50, 5, 70, 25)}),
     ], start=1):
-        Image.effect_noise((90, 60), 40).convert("RGB").save(root / "images" / f"{image_id}.png")
+        hf_tiny.noise_image(seed=image_id).save(root / "images" / f"{image_id}.png")
         images.append({"id": image_id, "file_name": f"{image_id}.png", "height": 60, "width": 90})
         captions.append({"id": image_id, "image_id": image_id, "caption": caption})
         for name, (x0, y0, x1, y1) in shapes.items():

@@ -141,7 +141,7 @@ def hf_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("photo") / "noise.png"
-    Image.effect_noise((90, 60), 60).convert("RGB").save(path)
+    hf_tiny.noise_image().save(path)
     return str(path)
 
 

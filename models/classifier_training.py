@@ -16,6 +16,7 @@ from vlx.models.shapes_classifier import (
     ShapesClassification,
     ShapesClassifier,
     accuracy,
+    predict,
 )
 from vlx.training import Recipe, TrainingOptions
 
@@ -73,11 +74,14 @@ class ClassifierRecipe(Recipe):
         return F.cross_entropy(self.model(images.to(self.device)), labels.to(self.device))
 
     def evaluate(self) -> dict[str, Any]:
-        val = self.options.classification.scenes("val", self.options.eval_images)
-        return {
-            "val_accuracy": accuracy(self.model, self.options.classification, val),
-            "eval_images": len(val),
-        }
+        data = self.options.classification
+        val = data.scenes("val", self.options.eval_images)
+        metrics = {"val_accuracy": accuracy(self.model, data, val), "eval_images": len(val)}
+        if data.training_scenes:
+            scenes, labels = data.training_set
+            predicted = predict(self.model, scenes)
+            metrics["train_accuracy"] = float((predicted == torch.tensor(labels)).float().mean())
+        return metrics
 
     def payload(self) -> dict[str, Any]:
         return {**self.model.checkpoint(), "data": self.options.classification.state()}

@@ -40,6 +40,10 @@ class ShapesClassification:
         backgrounds: ``None``, or one background per class on which every scene of that
             class is drawn: a context that predicts the label (the biased data of Sec. 6.3).
         seed: the world's seed.
+        training_scenes: train on the first this many training scenes only (0: draw from the
+            whole training split).
+        permuted_labels: shuffle the labels among those scenes, seeded: the data
+            randomization test of Adebayo et al. 2018, a model that can only memorise.
     """
 
     classes: tuple[str, ...] = SHAPES
@@ -48,8 +52,15 @@ class ShapesClassification:
     object_scale: float = 1.0
     backgrounds: tuple[str, ...] | None = None
     seed: int = 0
+    training_scenes: int = 0
+    permuted_labels: bool = False
 
     def __post_init__(self) -> None:
+        if self.training_scenes < 0 or (self.permuted_labels and not self.training_scenes):
+            raise ValueError(
+                "permuted labels need a fixed set of training scenes (training_scenes >= 1); "
+                f"got training_scenes={self.training_scenes}"
+            )
         unknown = [c for c in self.classes if c not in SHAPES]
         if unknown or len(set(self.classes)) != len(self.classes) or len(self.classes) < 2:
             raise ValueError(
@@ -102,6 +113,10 @@ class ShapesClassification:
         """Images (N, 3, H, W) and labels (N,) of random training scenes: a pure function of
         ``(seed, step)``, so a rerun sees the same data."""
         rng = np.random.default_rng([self.seed, step])
+        if self.training_scenes:
+            fixed, labels = self.training_set
+            picks = rng.integers(len(fixed), size=size)
+            return scene_images([fixed[i] for i in picks]), torch.tensor(labels)[picks]
         start, length = SPLITS["train"]
         scenes: list[Scene] = []
         while len(scenes) < size:
@@ -109,6 +124,17 @@ class ShapesClassification:
             if scene is not None:
                 scenes.append(scene)
         return scene_images(scenes), torch.tensor([self.label(s) for s in scenes])
+
+    @cached_property
+    def training_set(self) -> tuple[list[Scene], list[int]]:
+        """The fixed training scenes and their labels (shuffled among them when
+        ``permuted_labels``: the label counts stay, the link to the image goes)."""
+        scenes = self.scenes("train", self.training_scenes)
+        labels = [self.label(s) for s in scenes]
+        if self.permuted_labels:
+            order = np.random.default_rng([self.seed, len(scenes)]).permutation(len(labels))
+            labels = [labels[i] for i in order]
+        return scenes, labels
 
     def state(self) -> dict[str, Any]:
         """The fields as plain values a ``weights_only`` checkpoint can hold."""

@@ -456,6 +456,15 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     classifier.add_argument(
         "--object-scale", type=float, default=1.0, help="object size vs ShapesWorld's (1.0)"
     )
+    classifier.add_argument(
+        "--training-scenes", type=int, default=0,
+        help="train on the first N training scenes only (0: the whole training split)",
+    )
+    classifier.add_argument(
+        "--permuted-labels", action="store_true",
+        help="shuffle the labels among the --training-scenes (the sanity checks' data "
+        "randomization test: a model that can only memorise)",
+    )
 
 
 def _training_parser(

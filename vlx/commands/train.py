@@ -37,8 +37,12 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--image-size must be 32..256 pixels, got {args.image_size}")
         if not 0 < args.object_scale <= 3:
             raise InputError(f"--object-scale must be in (0, 3], got {args.object_scale}")
+        if args.training_scenes < 0 or (args.permuted_labels and not args.training_scenes):
+            raise InputError("--permuted-labels needs --training-scenes N (N >= 1), got "
+                             f"{args.training_scenes}")
         classification = ShapesClassification(
-            image_size=args.image_size, object_scale=args.object_scale, seed=args.seed
+            image_size=args.image_size, object_scale=args.object_scale, seed=args.seed,
+            training_scenes=args.training_scenes, permuted_labels=args.permuted_labels,
         )
         recipe, options = ClassifierRecipe, ClassifierTraining(
             **common, classification=classification

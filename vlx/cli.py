@@ -294,6 +294,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         "top-5 classes with rejection (Appendix D).", images=300,
     )
     pointing.add_argument(
+        "--method", default="gradcam", choices=METHOD_NAMES, help="method to score (gradcam)"
+    )
+    pointing.add_argument(
         "--rejection", action="store_true",
         help="top-5 classes; a map whose max (raw) is under a threshold rejects its class",
     )
@@ -344,6 +347,48 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         "--insertion-baseline", choices=["blur", "zero", "mean"], default="blur",
         help="the image pixels are inserted into (blur)",
     )
+    road = _evaluation_parser(
+        metrics, "road", "ROAD: remove pixels and impute them (MoRF / LeRF)",
+        "ROAD (Rong et al. 2022): the probability of the explained class, word or answer as "
+        "the most (MoRF, lower is better) or least (LeRF, higher is better) salient pixels are "
+        "removed and filled in from their neighbours with noise, so the removal itself leaks "
+        "no shape. A classifier without ShapesWorld classes is scored on the bundled photos.",
+        images=20,
+    )
+    road.add_argument(
+        "--method", type=_listed((*METHOD_NAMES, "random")),
+        default=["gradcam", "guided-backprop", "random"],
+        help="comma-separated methods, `random` for a noise map (gradcam,guided-backprop,random)",
+    )
+    road.add_argument(
+        "--fractions", type=_fractions, default=[k / 10 for k in range(1, 10)],
+        help="comma-separated shares of pixels removed, each in (0, 1) (0.1,...,0.9)",
+    )
+    road.add_argument("--noise", type=float, default=0.01,
+                      help="std of the noise added to imputed pixels, in input units (0.01)")
+    sanity = _evaluation_parser(
+        metrics, "sanity", "sanity checks: randomize the model or its labels",
+        "Sanity checks (Adebayo et al. 2018): how similar each method's maps stay (rank "
+        "correlation, absolute rank correlation, SSIM, HOG) when the model's weights are "
+        "randomized block by block from the output down (cascading), one block at a time "
+        "(independent), or when it was trained on shuffled labels (data). A map that stays "
+        "similar shows the input, not the model.", images=50,
+    )
+    sanity.add_argument("--randomization", choices=["cascading", "independent", "data"],
+                        default="cascading", help="which test (cascading)")
+    sanity.add_argument(
+        "--method", type=_listed(METHOD_NAMES), default=["gradcam", "guided-backprop"],
+        help="comma-separated methods (gradcam,guided-backprop)",
+    )
+    sanity.add_argument(
+        "--against",
+        help="with --randomization data: the model trained on shuffled labels (default for the "
+        "ShapesWorld classifier: the shipped one, trained by `vlx train classifier "
+        "--training-scenes 512 --permuted-labels`)",
+    )
+    sanity.add_argument("--seed", type=int, default=0, help="seed of the random weights (0)")
+    sanity.add_argument("--figure", metavar="PNG",
+                        help="also draw the first example's maps at every step (the paper's Fig. 2)")
     energy = _evaluation_parser(
         metrics, "energy", "mean map inside vs outside the referent",
         "Energy ratio (paper Sec. 8.1, DenseCap comparison): mean map value on the pixels a "
@@ -355,6 +400,19 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
                                                          "guided-gradcam"],
         help="comma-separated methods (gradcam,guided-backprop,guided-gradcam)",
     )
+
+
+def _fractions(text: str) -> list[float]:
+    """Comma-separated shares in (0, 1)."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--fractions {text!r}: numbers in (0, 1) separated by "
+                                         "commas") from None
+    bad = [v for v in values if not 0 < v < 1]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(f"fraction {(bad or [text])[0]!r} is not in (0, 1)")
+    return values
 
 
 def _listed(valid: tuple[str, ...]) -> Callable[[str], list[str]]:

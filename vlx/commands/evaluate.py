@@ -18,6 +18,8 @@ from vlx.devices import resolve_device
 from vlx.errors import InputError
 
 DEFAULT_MODELS = {"classify": "shapes", "voc": "efficientnet_lite0"}
+PERMUTED_CLASSIFIER = "shapes_classifier_permuted"
+"""The shipped ShapesWorld classifier trained on shuffled labels (the data randomization test)."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     data = evaluation_data(task, args.data, args.images, args.metric)
     if args.metric == "pointing":
         metric = (measures.Rejection(args.reject_threshold or measures.REJECT_THRESHOLDS, layer)
-                  if args.rejection else measures.Pointing(layer))
+                  if args.rejection else measures.Pointing(layer, args.method))
     elif args.metric == "localization":
         measured = measures.PredictedLocalization if kind == "classify" else measures.Localization
         metric = measured(args.method, args.threshold, args.iou, layer)
@@ -48,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
         metric = measures.Energy(args.method, layer)
     elif args.metric == "deletion":
         metric = measures.Deletion(args.method, args.steps, args.insertion_baseline, layer)
+    elif args.metric == "road":
+        metric = measures.Road(args.method, args.fractions, args.noise, layer)
+    elif args.metric == "sanity":
+        metric = _sanity(args, kind, layer, device)
     else:
         metric = measures.Faithfulness(args.method, layer)
     result = measure(task, data, metric, batch_size=args.batch_size, workers=args.workers,
@@ -56,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.metric == "localization":
         result.update(method=args.method, threshold=args.threshold, iou=args.iou)
+    elif args.metric == "pointing" and not args.rejection:
+        result.update(method=args.method)
     summary: dict[str, Any] = {
         "metric": args.metric,
         "task": kind,
@@ -66,6 +74,13 @@ def run(args: argparse.Namespace) -> int:
         "model": task.name,
         **result,
     }
+    if getattr(args, "figure", None):
+        from vlx.evaluate.sanity_figure import randomization_figure
+        from vlx.render import save_png
+
+        example = data.build(data.groups[0])[0]
+        figure = randomization_figure(task, example, metric, layer)
+        summary["figure"] = str(save_png(figure, Path(args.figure)))
     if out is not None:
         from vlx.files import write_text_atomic
 
@@ -90,11 +105,37 @@ def _check_options(args: argparse.Namespace) -> None:
                              f"got {args.threshold}")
         if not 0 < args.iou <= 1:
             raise InputError(f"--iou must be in (0, 1], got {args.iou}")
+    if getattr(args, "figure", None):
+        from vlx.files import check_output_file
+
+        check_output_file(args.figure, "--figure")
     if args.metric == "deletion" and args.steps < 1:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
     for value in getattr(args, "reject_threshold", None) or ():
         if not math.isfinite(value):
             raise InputError(f"--reject-threshold {value} is not a number")
+
+
+def _sanity(args: argparse.Namespace, kind: str, layer: str | None, device: Any) -> Any:
+    from vlx.evaluate import measures
+
+    if args.randomization != "data":
+        if args.against:
+            raise InputError("--against names the model trained on shuffled labels: it goes "
+                             "with --randomization data")
+        return measures.ModelRandomization(args.method, args.randomization, layer, args.seed)
+    from vlx.tasks.loading import load_task
+
+    against = args.against
+    if against is None:
+        if kind != "classify" or _model(args, kind) != DEFAULT_MODELS["classify"]:
+            raise InputError("--randomization data needs --against MODEL, the same model "
+                             "trained on shuffled labels (shipped for the ShapesWorld classifier "
+                             "only)")
+        from vlx.models.registry import checkpoint_path
+
+        against = f"shapes:{checkpoint_path(PERMUTED_CLASSIFIER)}"
+    return measures.DataRandomization(load_task(kind, against, device), args.method, layer)
 
 
 def _kind(args: argparse.Namespace) -> str:

@@ -29,6 +29,8 @@ from vlx.explanation import upsample
 from vlx.task import Batch, Example, Referent, Target, TargetSet, Task
 
 REJECT_THRESHOLDS = tuple(2.0**k for k in range(-4, 7))
+ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+"""The shares of pixels ROAD removes, as its paper's curves."""
 FAITHFULNESS_WINDOW = 16
 FAITHFULNESS_STRIDE = 8
 """Occlusion's window and stride for the faithfulness reference (px), as it was measured."""
@@ -138,13 +140,13 @@ class Pointing(Metric):
     baselines; ``answered`` where the targets are answers or classes (is the truth the model's
     prediction) and ``attention`` for models that attend (their own weights, scored alike)."""
 
-    def __init__(self, layer: str | None = None) -> None:
-        self.layer = layer
+    def __init__(self, layer: str | None = None, method: str = "gradcam") -> None:
+        self.layer, self.method = layer, method
 
     def records(self, task: Task, examples: list[Example]) -> list[Record]:
         found = []
         for batch, targets, chosen in self.cases(task, examples, correct=True):
-            maps = task.explain(batch, targets, "gradcam", self.layer).maps.cpu()
+            maps = task.explain(batch, targets, self.method, self.layer).maps.cpu()
             attention = task.attention(batch, targets)
             for case in chosen:
                 ref = case.referent
@@ -351,29 +353,12 @@ class Deletion(Metric):
 
     def records(self, task: Task, examples: list[Example]) -> list[Record]:
         found = []
-        for batch, targets, chosen in self.cases(task, examples, need_referent=not self.predicted):
-            for case in chosen:
-                one = batch.select(case.n)
-                alone = TargetSet([[case.target]], None if targets.context is None
-                                  else [targets.context[case.n]])
-                image = one.inputs[0]
-
-                def score(edited: torch.Tensor, one=one, alone=alone) -> torch.Tensor:
-                    return task.probabilities(one, alone, images=edited)[:, 0]
-
-                maps = {m: task.explain(one, alone, m, self.layer).maps[0, 0]
-                        for m in self.methods if m != "random"}
-                if "random" in self.methods:
-                    grid = (maps["gradcam"] if "gradcam" in maps
-                            else task.explain(one, alone, "gradcam", self.layer).maps[0, 0]).shape
-                    noise = torch.rand(grid, generator=torch.Generator().manual_seed(case.seed))
-                    maps["random"] = noise.to(image.device)
-                for method, saliency in maps.items():
-                    deletion = deletion_curve(score, image, saliency, self.steps)
-                    insertion = insertion_curve(score, image, saliency, self.steps, self.baseline)
-                    found.append({"example": case.example, "method": method,
-                                  "deletion": curve_area(deletion.cpu()),
-                                  "insertion": curve_area(insertion.cpu())})
+        for case, image, score, method, saliency in _target_maps(self, task, examples):
+            deletion = deletion_curve(score, image, saliency, self.steps)
+            insertion = insertion_curve(score, image, saliency, self.steps, self.baseline)
+            found.append({"example": case.example, "method": method,
+                          "deletion": curve_area(deletion.cpu()),
+                          "insertion": curve_area(insertion.cpu())})
         return found
 
     def summary(self, records: list[Record]) -> dict[str, Any]:
@@ -386,6 +371,43 @@ class Deletion(Metric):
                 "count": len(mine),
             }
         return {"steps": self.steps, "insertion_baseline": self.baseline, "methods": methods}
+
+
+class Road(Metric):
+    """ROAD (Rong et al. 2022): each target's probability as its most (MoRF, lower is better)
+    or least (LeRF, higher is better) salient pixels are removed and imputed from their
+    neighbours with noise, at fixed fractions of the image; ``random`` as for deletion."""
+
+    def __init__(self, methods: Sequence[str], fractions: Sequence[float] = ROAD_FRACTIONS,
+                 noise: float = 0.01, layer: str | None = None) -> None:
+        if not fractions or any(not 0 < f < 1 for f in fractions):
+            raise InputError(f"--fractions must each be in (0, 1), got {list(fractions)}")
+        self.methods, self.fractions, self.noise, self.layer = (
+            list(methods), tuple(fractions), noise, layer)
+
+    def records(self, task: Task, examples: list[Example]) -> list[Record]:
+        from vlx.evaluate.road import road_scores
+
+        found = []
+        for case, image, score, method, saliency in _target_maps(self, task, examples):
+            full = upsample(saliency[None, None].float(), tuple(image.shape[-2:]))[0, 0]
+            curves = {order: road_scores(score, image, full, self.fractions, order, self.noise,
+                                         case.seed).cpu().tolist()
+                      for order in ("morf", "lerf")}
+            found.append({"example": case.example, "method": method, **curves})
+        return found
+
+    def summary(self, records: list[Record]) -> dict[str, Any]:
+        methods = {}
+        for method in self.methods:
+            mine = [r for r in records if r["method"] == method]
+            methods[method] = {"count": len(mine)}
+            for order in ("morf", "lerf"):
+                curve = [mean_and_error([r[order][k] for r in mine])["mean"]
+                         for k in range(len(self.fractions))]
+                area = mean_and_error([sum(r[order]) / len(r[order]) for r in mine])
+                methods[method][order] = {"curve": curve, **_without_count(area)}
+        return {"fractions": list(self.fractions), "noise": self.noise, "methods": methods}
 
 
 class Faithfulness(Metric):
@@ -425,6 +447,143 @@ class Faithfulness(Metric):
                                        difference_std_error=lead["std_error"],
                                        difference_count=lead["count"])
         return {"methods": summary}
+
+
+class Randomization(Metric):
+    """Sanity checks (Adebayo et al. 2018): how similar each method's maps stay when the model
+    is not the trained one. Maps are compared at the input's size by the four measures the
+    paper reports; a method passes where its mean absolute rank correlation falls below
+    ``PASS_BELOW``."""
+
+    def __init__(self, methods: Sequence[str], layer: str | None = None) -> None:
+        self.methods, self.layer = list(methods), layer
+
+    def _maps(self, task: Task, batch: Batch, targets: TargetSet) -> dict[str, torch.Tensor]:
+        maps = {}
+        for method in self.methods:
+            explanation = task.explain(batch, targets, method, self.layer)
+            size = explanation.meta.get("input_size", tuple(explanation.maps.shape[-2:]))
+            maps[method] = upsample(explanation.maps, size).cpu()
+        return maps
+
+    def _compared(self, case: Case, step: str, trained: dict[str, torch.Tensor],
+                  other: dict[str, torch.Tensor]) -> list[Record]:
+        from vlx.evaluate.similarity import MEASURES
+
+        return [{"example": case.example, "method": method, "step": step,
+                 **{name: measure(trained[method][case.n, case.t], other[method][case.n, case.t])
+                    for name, measure in MEASURES.items()}}
+                for method in self.methods]
+
+    def _summary(self, records: list[Record], steps: list[str]) -> dict[str, Any]:
+        from vlx.evaluate.sanity import PASS_BELOW
+        from vlx.evaluate.similarity import MEASURES
+
+        methods = {}
+        for method in self.methods:
+            rows = {}
+            for step in steps:
+                mine = [r for r in records if r["method"] == method and r["step"] == step]
+                rows[step] = {name: _without_count(mean_and_error([r[name] for r in mine]))
+                              for name in MEASURES} | {"count": len(mine)}
+            methods[method] = {"steps": rows}
+        return {"pass_below": PASS_BELOW, "methods": methods}
+
+
+class ModelRandomization(Randomization):
+    """The model-parameter randomization test: the maps of the trained model against the maps
+    after randomizing its blocks from the output down (``cascading``; the last step leaves no
+    trained weight) or one block at a time (``independent``). Passed: below ``PASS_BELOW`` at
+    every step: a map that explains the model changes as soon as the output block is random,
+    and does not come back."""
+
+    def __init__(self, methods: Sequence[str], mode: str = "cascading",
+                 layer: str | None = None, seed: int = 0) -> None:
+        from vlx.evaluate.sanity import MODES
+
+        if mode not in MODES:
+            raise InputError(f"unknown randomization {mode!r}; valid: {', '.join(MODES)}")
+        super().__init__(methods, layer)
+        self.mode, self.seed = mode, seed
+
+    def records(self, task: Task, examples: list[Example]) -> list[Record]:
+        from vlx.evaluate.sanity import randomization_steps, randomized
+
+        steps = randomization_steps(task.model, self.mode)
+        found = []
+        for batch, targets, chosen in self.cases(task, examples, need_referent=False):
+            trained = self._maps(task, batch, targets)
+            for label, modules in steps:
+                with randomized(task.model, modules, self.seed):
+                    changed = self._maps(task, batch, targets)
+                found += [r for case in chosen for r in self._compared(case, label, trained, changed)]
+        return found
+
+    def summary(self, records: list[Record]) -> dict[str, Any]:
+        steps = list(dict.fromkeys(r["step"] for r in records))
+        summary = self._summary(records, steps)
+        for row in summary["methods"].values():
+            ranks = [row["steps"][s]["abs-spearman"]["mean"] for s in steps]
+            row["passed"] = bool(ranks) and all(r < summary["pass_below"] for r in ranks)
+        return {"mode": self.mode, **summary}
+
+
+class DataRandomization(Randomization):
+    """The data randomization test: the maps of the model against those of ``other``, the same
+    architecture trained on shuffled labels, for the same targets. Passed: below
+    ``PASS_BELOW``."""
+
+    def __init__(self, other: Task, methods: Sequence[str], layer: str | None = None) -> None:
+        super().__init__(methods, layer)
+        self.other = other
+
+    def records(self, task: Task, examples: list[Example]) -> list[Record]:
+        found = []
+        for batch, targets, chosen in self.cases(task, examples, need_referent=False):
+            trained = self._maps(task, batch, targets)
+            shuffled = self._maps(self.other, self.other.prepare(examples), targets)
+            found += [r for case in chosen
+                      for r in self._compared(case, "shuffled labels", trained, shuffled)]
+        return found
+
+    def summary(self, records: list[Record]) -> dict[str, Any]:
+        summary = self._summary(records, ["shuffled labels"])
+        for row in summary["methods"].values():
+            ranks = row["steps"]["shuffled labels"]["abs-spearman"]["mean"]
+            row["passed"] = bool(ranks < summary["pass_below"])
+        return summary
+
+
+def _target_maps(metric: Deletion | Road, task: Task, examples: list[Example]
+                 ) -> Iterator[tuple[Case, torch.Tensor, Any, str, torch.Tensor]]:
+    """Per case and method of a perturbation metric: the case, its image (C, H, W), its
+    target's probability of edited copies of that image, and the method's (h, w) map."""
+    for batch, targets, chosen in metric.cases(task, examples, need_referent=not metric.predicted):
+        for case in chosen:
+            one = batch.select(case.n)
+            alone = TargetSet([[case.target]], None if targets.context is None
+                              else [targets.context[case.n]])
+
+            def score(edited: torch.Tensor, one: Batch = one, alone: TargetSet = alone
+                      ) -> torch.Tensor:
+                return task.probabilities(one, alone, images=edited)[:, 0]
+
+            maps = _saliency_maps(task, one, alone, metric.methods, metric.layer, case.seed)
+            for method, saliency in maps.items():
+                yield case, one.inputs[0], score, method, saliency
+
+
+def _saliency_maps(task: Task, one: Batch, alone: TargetSet, methods: Sequence[str],
+                   layer: str | None, seed: int) -> dict[str, torch.Tensor]:
+    """Each method's (h, w) map of one example's one target; ``random`` is a uniform noise
+    map on Grad-CAM's grid, drawn from the case's own seed."""
+    maps = {m: task.explain(one, alone, m, layer).maps[0, 0] for m in methods if m != "random"}
+    if "random" in methods:
+        grid = (maps["gradcam"] if "gradcam" in maps
+                else task.explain(one, alone, "gradcam", layer).maps[0, 0]).shape
+        noise = torch.rand(grid, generator=torch.Generator().manual_seed(seed))
+        maps["random"] = noise.to(one.inputs[0].device)
+    return maps
 
 
 def _sum(values: Iterator[float]) -> float:

@@ -28,9 +28,15 @@ SHAPES_CATEGORIES = {
     ("caption", "localization"): ("colour", "shape", "size"),
     ("caption", "energy"): ("colour", "shape", "size", "texture"),
     ("caption", "deletion"): ("colour", "shape"),
+    ("caption", "road"): ("colour", "shape"),
+    ("caption", "sanity"): ("colour", "shape"),
 }
 """Which grounded caption words each metric scores on ShapesWorld (a texture word refers to
 the background, which has no box; size words name objects by a relation between them)."""
+UNGROUNDED = ("deletion", "faithfulness", "road", "sanity")
+"""Metrics that need no ground truth: they explain what the model predicts (a VQA model's
+answer, a classifier's top class), and a classifier without ShapesWorld classes is scored on
+the bundled photos."""
 POINTED_KINDS = ("colour", "shape")
 """Questions whose correct answer refers to one object: what is asked about it."""
 
@@ -93,7 +99,7 @@ def _shapes(task: Task, count: int, metric: str) -> EvaluationData:
     if task.kind == "caption":
         categories = SHAPES_CATEGORIES.get(("caption", metric))
         return EvaluationData(label, scenes, _caption_scene, categories)
-    predicted = metric in ("deletion", "faithfulness")
+    predicted = metric in UNGROUNDED
     return EvaluationData(label, scenes, partial(_question_scene, first=not predicted),
                           None, predicted)
 
@@ -124,10 +130,11 @@ def _question_scene(index: int, first: bool) -> list[Example]:
 
 def _shapes_classify(task: Task, count: int, metric: str) -> EvaluationData:
     """The held-out one-object scenes of a ShapesWorld classifier's own classes; any other
-    classifier is scored for deletion on the bundled photos (it has no ShapesWorld classes)."""
+    classifier is scored on the bundled photos (it has no ShapesWorld classes) where the metric
+    needs no truth."""
     scenes = getattr(task, "scenes", None)
     if scenes is None:
-        if metric == "deletion":
+        if metric in UNGROUNDED:
             return _bundled_photos(count)
         raise InputError(
             f"--task classify on ShapesWorld needs a ShapesWorld classifier (--model shapes or "
@@ -136,7 +143,7 @@ def _shapes_classify(task: Task, count: int, metric: str) -> EvaluationData:
         )
     indices = [scene.index for scene in scenes.scenes("test", count)]
     build = partial(_classifier_scene, scenes=scenes, names=tuple(task.class_names))
-    return EvaluationData("ShapesWorld test split", indices, build, None, metric == "deletion")
+    return EvaluationData("ShapesWorld test split", indices, build, None, metric in UNGROUNDED)
 
 
 def _classifier_scene(index: int, scenes: Any, names: tuple[str, ...]) -> list[Example]:
@@ -169,7 +176,7 @@ def _voc(task: Task, folder: Path, count: int, metric: str) -> EvaluationData:
     names = [o.name for item in items for o in item.objects]
     indices = class_indices(names, task.class_names, _synsets(task.class_names))
     build = partial(_voc_image, indices=indices, names=tuple(task.class_names))
-    return EvaluationData(f"voc:{folder}", items, build, None, metric == "deletion")
+    return EvaluationData(f"voc:{folder}", items, build, None, metric in UNGROUNDED)
 
 
 def _voc_image(item: Any, indices: dict[str, int], names: tuple[str, ...]) -> list[Example]:

@@ -22,6 +22,10 @@ PAPER = {
         "pointing with rejection on the top-5 classes: Grad-CAM 70.58% vs c-MWP 60.30% "
         "(Appendix D)"
     ),
+    ("sanity", "classify"): (
+        "Adebayo et al. 2018: Grad-CAM's maps change under model-parameter and data "
+        "randomization; Guided Backprop's stay similar to the trained model's"
+    ),
     ("energy", "caption"): (
         "DenseCap regions: mean inside/outside ratio Grad-CAM 3.27, Guided Backprop 2.32, "
         "Guided Grad-CAM 6.38 (Sec. 8.1)"
@@ -158,6 +162,45 @@ def energy_table(summary: dict) -> str:
     return "\n".join(lines + _paper(summary))
 
 
+def road_table(summary: dict) -> str:
+    """MoRF (lower is better) and LeRF (higher is better) curves and their mean per method."""
+    fractions = " | ".join(f"{f:.0%}" for f in summary["fractions"])
+    lines = _heading(summary) + [
+        f"| method | order | mean | {fractions} | maps |",
+        "|---|---|---|" + "---|" * len(summary["fractions"]) + "---|",
+    ]
+    for method, row in summary["methods"].items():
+        for order in ("morf", "lerf"):
+            curve = " | ".join(f"{v:.3f}" for v in row[order]["curve"])
+            shown = {"morf": "MoRF", "lerf": "LeRF"}[order]
+            lines.append(f"| {method} | {shown} | {row[order]['mean']:.3f} ± "
+                         f"{row[order]['std_error']:.3f} | {curve} | {row['count']} |")
+    note = ("the target's probability with that share of pixels removed, most relevant first "
+            "(MoRF: lower is better) or least relevant first (LeRF: higher is better), imputed "
+            f"from their neighbours with noise of std {summary['noise']:g}; ± one standard error")
+    return "\n".join([*lines, "", note])
+
+
+def sanity_table(summary: dict) -> str:
+    """Per method and step, the four similarities to the trained model's maps, and a verdict."""
+    lines = _heading(summary) + [
+        "| method | randomized | rank corr. | absolute rank corr. | SSIM | HOG | maps |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, row in summary["methods"].items():
+        for step, values in row["steps"].items():
+            cells = " | ".join(f"{values[name]['mean']:.3f}"
+                               for name in ("spearman", "abs-spearman", "ssim", "hog"))
+            lines.append(f"| {method} | {step} | {cells} | {values['count']} |")
+    verdicts = ", ".join(f"{method} {'passed' if row['passed'] else 'FAILED'}"
+                         for method, row in summary["methods"].items())
+    mode = summary.get("mode", "data")
+    note = (f"{mode} randomization: mean similarity of each map to the trained model's (1: the "
+            f"same). A method passes where the absolute rank correlation is below "
+            f"{summary['pass_below']:g} at every step: {verdicts}")
+    return "\n".join([*lines, "", " ".join(note.split())])
+
+
 def _unanswerable(summary: dict) -> list[str]:
     skipped = summary.get("unanswerable")
     return ["", f"{skipped} examples skipped: the model cannot name their true target"] if (
@@ -170,4 +213,6 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "faithfulness": faithfulness_table,
     "deletion": deletion_table,
     "energy": energy_table,
+    "road": road_table,
+    "sanity": sanity_table,
 }

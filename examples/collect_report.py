@@ -26,6 +26,7 @@ EXPERIMENTS = (  # (results name, the script that writes it), in the paper's ord
     ("caption_words", "caption_words.py"),
     ("vqa_answers", "vqa_answers.py"),
     ("dissection", "dissection_report.py"),
+    ("leaderboard", "leaderboard.py"),
 )
 FIGURES_PER_SECTION = 4
 

@@ -125,7 +125,7 @@ def test_energy_on_captions(capsys: pytest.CaptureFixture[str]) -> None:
          "needs a ShapesWorld classifier"),
         (["localization", "--data", "coco:x"], "--data coco:x must name CAPTIONS_JSON,INSTANCES_JSON"),
         (["localization", "--data", "imagenet:x", "--task", "caption"],
-         "unknown --data 'imagenet:x'; valid: shapes, voc:DIR, coco:"),
+         "--data 'imagenet:x' has no ground truth for localization; valid: shapes, voc:DIR"),
         (["pointing", "--task", "caption", "--data", "voc:/x"], "--data voc:DIR is for classifiers"),
         (["localization", "--data", "voc:/nowhere"], "VOC folder '/nowhere' does not exist"),
         (["localization", "--task", "caption", "--threshold", "2"], "--threshold must be in"),
@@ -180,3 +180,20 @@ def test_pointing_table_shows_the_columns_the_summary_has() -> None:
     assert attended.splitlines()[3].count("---") == 7
     strict = pointing_table({**base, "categories": {"colour": {**row, "described": 0.125}}})
     assert "| colour | 4 | 25.0% | 12.5% | 0.0% | 5.0% | 100.0% |" in strict
+
+
+def test_metrics_of_predictions_read_any_dataset_source(tmp_path: Path, capsys) -> None:
+    """A folder of photos (here: the bundled ones, one of them twice, nested) gives deletion the
+    examples the bundled-photo default gives, scored the same."""
+    (tmp_path / "nested").mkdir()
+    for i, photo in enumerate(DEMO_IMAGES):
+        shutil.copy(photo, tmp_path / f"{i}-{photo.name}")
+    shutil.copy(DEMO_IMAGES[0], tmp_path / "nested" / DEMO_IMAGES[0].name)
+    common = ["deletion", "--task", "classify", "--model", "efficientnet_lite0", "--method",
+              "gradcam", "--steps", "4"]
+    bundled = run_json(capsys, *common, "--images", str(len(DEMO_IMAGES)))
+    folder = run_json(capsys, *common, "--data", str(tmp_path), "--images", str(len(DEMO_IMAGES)))
+    assert folder["methods"]["gradcam"] == bundled["methods"]["gradcam"]
+    assert run_json(capsys, *common, "--data", str(tmp_path))["methods"]["gradcam"]["count"] == 3
+    assert main(["evaluate", "pointing", "--task", "classify", "--data", str(tmp_path)]) == 2
+    assert "has no ground truth for pointing" in capsys.readouterr().err

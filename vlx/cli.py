@@ -444,7 +444,9 @@ def _evaluation_parser(
     parser.add_argument(
         "--data", default="shapes",
         help="shapes (ShapesWorld test split, default), voc:DIR (images + Pascal-VOC XML, "
-        "classifiers) or coco:CAPTIONS_JSON,INSTANCES_JSON,IMAGE_DIR (captioners)",
+        "classifiers) or coco:CAPTIONS_JSON,INSTANCES_JSON,IMAGE_DIR (captioners); the metrics "
+        "that explain predictions (deletion, faithfulness, road, sanity) also take any "
+        "`vlx explain --data` source: a folder of images, a list of paths, csv:FILE",
     )
     parser.add_argument(
         "--model",

@@ -68,7 +68,8 @@ class EvaluationData:
 
 def evaluation_data(task: Task, data: str, count: int, metric: str) -> EvaluationData:
     """The examples ``metric`` scores ``task`` on: ``data`` is ``shapes`` (the test split),
-    ``voc:DIR`` (classifiers) or ``coco:CAPTIONS_JSON,INSTANCES_JSON,IMAGE_DIR`` (captioners)."""
+    ``voc:DIR`` (classifiers) or ``coco:CAPTIONS_JSON,INSTANCES_JSON,IMAGE_DIR`` (captioners);
+    a metric in ``UNGROUNDED`` also takes any ``vlx explain --data`` source."""
     kind = task.kind
     prefix, _, rest = data.partition(":")
     if data == "shapes":
@@ -81,9 +82,12 @@ def evaluation_data(task: Task, data: str, count: int, metric: str) -> Evaluatio
         if kind != "caption":
             raise InputError(f"--data coco:... is for captioners, not --task {kind}")
         return _coco(rest, count)
+    if metric in UNGROUNDED:
+        return _unannotated(data, kind, count)
     raise InputError(
-        f"unknown --data {data!r}; valid: shapes, voc:DIR, coco:CAPTIONS_JSON,INSTANCES_JSON,"
-        "IMAGE_DIR"
+        f"--data {data!r} has no ground truth for {metric}; valid: shapes, voc:DIR, "
+        "coco:CAPTIONS_JSON,INSTANCES_JSON,IMAGE_DIR (deletion, faithfulness, road and sanity "
+        "also take any `vlx explain --data` source)"
     )
 
 
@@ -167,6 +171,18 @@ def _photo(path: Path) -> list[Example]:
     from vlx.images import load_image
 
     return [Example(load_image(path), None, path.stem)]
+
+
+def _unannotated(spec: str, kind: str, count: int) -> EvaluationData:
+    """Any dataset-run source (a folder, a list of paths, ``csv:FILE``...), for the metrics that
+    explain the model's own predictions."""
+    from vlx.runs.sources import read_source
+
+    return EvaluationData(spec, read_source(spec, kind)[:count], _item, None, True)
+
+
+def _item(item: Any) -> list[Example]:
+    return [Example(item.image(), item.text, item.name)]
 
 
 def _voc(task: Task, folder: Path, count: int, metric: str) -> EvaluationData:

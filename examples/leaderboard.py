@@ -26,6 +26,7 @@ from _shapes_classifiers import markdown_table, write_results
 
 from vlx.evaluate import measures
 from vlx.evaluate.runner import measure
+from vlx.evaluate.sanity import VERDICTS
 from vlx.evaluate.sources import evaluation_data
 from vlx.images import DEMO_IMAGES, load_image
 from vlx.task import Example, Task
@@ -135,7 +136,7 @@ def sanity_cell(row: dict | None) -> str:
     if row is None:
         return ""
     ranks = [step["abs-spearman"]["mean"] for step in row["steps"].values()]
-    verdict = "pass" if row["passed"] else "fail"
+    verdict = VERDICTS[row["passed"]]
     shown = f"{ranks[0]:.2f}" if len(ranks) == 1 else f"{ranks[0]:.2f} -> {ranks[-1]:.2f}"
     return f"{verdict} ({shown})"
 
@@ -156,7 +157,8 @@ def render(results: dict[str, dict], cost: dict[str, float], count: dict[str, in
         "least (LeRF, higher is better). Faithfulness: rank correlation with occlusion. "
         "Sanity: absolute rank correlation with the trained model's map after randomizing "
         "the output block, and after randomizing every block (pass: below 0.5 at every "
-        "step); data: against the classifier trained on shuffled labels. Cost: ms for "
+        "step; undefined: every map at some step constant); data: against the classifier "
+        "trained on shuffled labels. Cost: ms for "
         f"{classes} classes of one photo, EfficientNet-Lite0, one thread."),
         "",
     ]

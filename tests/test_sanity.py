@@ -18,6 +18,7 @@ from vlx.evaluate.measures import DataRandomization, ModelRandomization
 from vlx.evaluate.runner import measure
 from vlx.evaluate.sanity import (
     parameter_blocks,
+    passed,
     randomization_steps,
     randomize_,
     randomized,
@@ -163,3 +164,9 @@ def test_sanity_command(classifier, tmp_path, capsys) -> None:
     assert "--against names the model trained on shuffled labels" in capsys.readouterr().err
     assert main(["evaluate", "sanity", "--task", "vqa", "--randomization", "data"]) == 2
     assert "needs --against MODEL" in capsys.readouterr().err
+
+
+def test_a_verdict_needs_every_step_below_the_bar_and_is_undefined_without_ranks() -> None:
+    assert passed([0.49, -0.9, 0.1]) is True
+    assert passed([0.1, 0.5]) is False  # 0.5 is not below 0.5
+    assert passed([0.1, float("nan")]) is None and passed([]) is None

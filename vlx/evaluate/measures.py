@@ -24,6 +24,7 @@ from vlx.evaluate.energy import inside_outside_ratio
 from vlx.evaluate.faithfulness import occlusion_agreement
 from vlx.evaluate.localization import box_iou, largest_segment_box, localization_correct
 from vlx.evaluate.pointing import OUTCOMES, centre_hits, pointing_hits, random_point_accuracy
+from vlx.evaluate.sanity import MODES, PASS_BELOW, passed, randomization_steps, randomized
 from vlx.evaluate.statistics import mean_and_error, ratio_summary
 from vlx.explanation import upsample
 from vlx.task import Batch, Example, Referent, Target, TargetSet, Task
@@ -476,7 +477,6 @@ class Randomization(Metric):
                 for method in self.methods]
 
     def _summary(self, records: list[Record], steps: list[str]) -> dict[str, Any]:
-        from vlx.evaluate.sanity import PASS_BELOW
         from vlx.evaluate.similarity import MEASURES
 
         methods = {}
@@ -499,15 +499,12 @@ class ModelRandomization(Randomization):
 
     def __init__(self, methods: Sequence[str], mode: str = "cascading",
                  layer: str | None = None, seed: int = 0) -> None:
-        from vlx.evaluate.sanity import MODES
-
         if mode not in MODES:
             raise InputError(f"unknown randomization {mode!r}; valid: {', '.join(MODES)}")
         super().__init__(methods, layer)
         self.mode, self.seed = mode, seed
 
     def records(self, task: Task, examples: list[Example]) -> list[Record]:
-        from vlx.evaluate.sanity import randomization_steps, randomized
 
         steps = randomization_steps(task.model, self.mode)
         found = []
@@ -523,8 +520,7 @@ class ModelRandomization(Randomization):
         steps = list(dict.fromkeys(r["step"] for r in records))
         summary = self._summary(records, steps)
         for row in summary["methods"].values():
-            ranks = [row["steps"][s]["abs-spearman"]["mean"] for s in steps]
-            row["passed"] = bool(ranks) and all(r < summary["pass_below"] for r in ranks)
+            row["passed"] = passed([row["steps"][s]["abs-spearman"]["mean"] for s in steps])
         return {"mode": self.mode, **summary}
 
 
@@ -549,8 +545,7 @@ class DataRandomization(Randomization):
     def summary(self, records: list[Record]) -> dict[str, Any]:
         summary = self._summary(records, ["shuffled labels"])
         for row in summary["methods"].values():
-            ranks = row["steps"]["shuffled labels"]["abs-spearman"]["mean"]
-            row["passed"] = bool(ranks < summary["pass_below"])
+            row["passed"] = passed([row["steps"]["shuffled labels"]["abs-spearman"]["mean"]])
         return summary
 
 

@@ -9,6 +9,7 @@ a time (independent), and every parameter is put back afterwards, also when an e
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ MODES: tuple[str, ...] = ("cascading", "independent")
 PASS_BELOW = 0.5
 """A method passes a randomization test when its maps' mean absolute rank correlation with the
 trained model's maps falls below this: the map follows the model, not the input alone."""
+VERDICTS = {True: "passed", False: "FAILED", None: "undefined"}
+"""How a verdict reads; undefined: a step had no rank correlation (every map constant)."""
 NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 BLOCKS = 5
 """At least this many blocks, where the model's naming allows: the steps of the cascade."""
@@ -106,3 +109,11 @@ def randomization_steps(model: nn.Module, mode: Mode, at_least: int = BLOCKS
         done = [*done, *names]
         steps.append((label, done))
     return steps
+
+
+def passed(ranks: Sequence[float]) -> bool | None:
+    """Whether the mean absolute rank correlations of the steps are all below ``PASS_BELOW``;
+    ``None`` where a step has none (every map it compared was constant, as an all-zero map is)."""
+    if not ranks or any(math.isnan(r) for r in ranks):
+        return None
+    return all(r < PASS_BELOW for r in ranks)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from vlx.evaluate.sanity import VERDICTS
+
 PAPER = {
     ("pointing", "caption"): "30.0% pointing accuracy of per-word caption maps on COCO (Sec. 8.1.1)",
     ("faithfulness", "vqa"): (
@@ -192,7 +194,7 @@ def sanity_table(summary: dict) -> str:
             cells = " | ".join(f"{values[name]['mean']:.3f}"
                                for name in ("spearman", "abs-spearman", "ssim", "hog"))
             lines.append(f"| {method} | {step} | {cells} | {values['count']} |")
-    verdicts = ", ".join(f"{method} {'passed' if row['passed'] else 'FAILED'}"
+    verdicts = ", ".join(f"{method} {VERDICTS[row['passed']]}"
                          for method, row in summary["methods"].items())
     mode = summary.get("mode", "data")
     note = (f"{mode} randomization: mean similarity of each map to the trained model's (1: the "

@@ -121,6 +121,11 @@ def _running(pid: int) -> bool:
     return True
 
 
+def slug(text: str) -> str:
+    """``text`` as a safe file-name part: lower-case letters and digits joined by hyphens."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "target"
+
+
 def check_output_folder(path: str | Path, option: str = "--out") -> Path:
     """``path`` as a folder files can be written into, checked before any work is done: it
     must be a folder or not exist yet, and its nearest existing parent must be writable."""

@@ -11,7 +11,6 @@ from vlx.cli import print_json
 from vlx.commands.runner import (
     check_outputs,
     explain_batch,
-    slug,
     start_writing,
     text_subject,
     write_figures,
@@ -19,6 +18,7 @@ from vlx.commands.runner import (
 from vlx.commands.textual import explain_text, layer_units
 from vlx.devices import resolve_device
 from vlx.errors import InputError
+from vlx.files import slug
 from vlx.images import load_image
 from vlx.task import Example
 from vlx.tasks.captioning import EVERY_WORD, WHOLE_CAPTION
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
             captioner.beam = args.beam
             return captioner
 
-        return run_dataset(args, load, "caption")
+        return run_dataset(args, check_outputs(args), load, "caption")
     device = resolve_device(args.device)
     if args.beam < 0 or args.beam == 1:
         raise InputError(f"--beam must be 0 (greedy) or a width of at least 2, got {args.beam}")

@@ -10,13 +10,13 @@ from vlx.commands.runner import (
     check_outputs,
     explain_batch,
     grid_sheet,
-    slug,
     start_writing,
     text_subject,
 )
 from vlx.commands.textual import explain_text, layer_units
 from vlx.devices import resolve_device
 from vlx.errors import InputError
+from vlx.files import slug
 from vlx.images import DEMO_IMAGES, load_image
 from vlx.render import explanation_picture, save_png
 from vlx.task import Example
@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--data explains a dataset: give it without IMAGE files or --demo")
         from vlx.runs.run import run_dataset
 
-        return run_dataset(args, lambda device: load_task("classify", args.model, device),
-                           "classify")
+        return run_dataset(args, check_outputs(args),
+                           lambda device: load_task("classify", args.model, device), "classify")
     device = resolve_device(args.device)
     if args.top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {args.top_k}")

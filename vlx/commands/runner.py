@@ -10,7 +10,6 @@ follows what is shown; peaks are reported in the image's own pixels.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +49,17 @@ class Run:
 
 
 def check_outputs(args: argparse.Namespace) -> Path:
-    """The options every run checks before any work: methods, the output folder, the drawing
-    size and ``--text``'s probe. Returns the output folder."""
+    """The options every run checks before any work: methods, the drawing size, a dataset
+    run's own options, the output folder and ``--text``'s probe. Returns the output folder."""
     check_methods(args.method)
     if args.max_side < 16:
         raise InputError(f"--max-side must be at least 16 pixels, got {args.max_side}")
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if getattr(args, "data", None):
+        from vlx.runs.run import check_run_options
+
+        check_run_options(args)
     out = check_output_folder(args.out)
     if args.text:
         from vlx.commands.textual import check_probe, text_method
@@ -134,7 +137,3 @@ def text_subject(run: Run, args: argparse.Namespace) -> tuple[LayerSubject, Expl
 
 def grid_sheet(panels: list[tuple[str, Image.Image]], path: Path) -> Path:
     return save_png(grid(panels, columns=min(len(panels), 4)), path)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "target"

@@ -11,7 +11,6 @@ from vlx.cli import print_json
 from vlx.commands.runner import (
     check_outputs,
     explain_batch,
-    slug,
     start_writing,
     text_subject,
     write_figures,
@@ -19,6 +18,7 @@ from vlx.commands.runner import (
 from vlx.commands.textual import explain_text, layer_units
 from vlx.devices import resolve_device
 from vlx.errors import InputError
+from vlx.files import slug
 from vlx.images import load_image
 from vlx.task import Example
 
@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--data explains a dataset: give it without IMAGE and QUESTION")
         from vlx.runs.run import run_dataset
 
-        return run_dataset(args, lambda device: load_task("vqa", args.model, device), "vqa")
+        return run_dataset(args, check_outputs(args), lambda device: load_task("vqa", args.model, device),
+                           "vqa")
     device = resolve_device(args.device)
     out = check_outputs(args)
     image, question, name = _inputs(args)

@@ -20,7 +20,7 @@ from typing import Any
 
 from vlx.errors import InputError
 from vlx.explanation import Explanation
-from vlx.files import sweep_temporaries, write_text_atomic
+from vlx.files import slug, sweep_temporaries, write_text_atomic
 from vlx.render import explanation_picture, grid, save_png
 from vlx.runs.distributed import ProcessGroup, Rank, current_rank, rank_device
 from vlx.runs.loader import Loaded, batches
@@ -42,20 +42,23 @@ IDENTITY = ("command", "data", "model", "method", "layer", "target", "words", "a
 """What makes two runs the same run: a rerun must agree on each to go on from its parts."""
 
 
-def run_dataset(args: argparse.Namespace, load: Any, kind: str) -> int:
-    """Explain ``--data`` with the task ``load(device)`` gives; returns the exit status
-    (0, or 1 when some examples failed: the summary line says how many)."""
-    from vlx.commands.runner import check_outputs
+def check_run_options(args: argparse.Namespace) -> None:
+    """What only a dataset run checks, before any work."""
+    if args.part_size < 1 or args.workers < 0:
+        raise InputError("--part-size must be at least 1, --workers at least 0")
+    if args.text:
+        raise InputError("--text is for single images; a dataset run keeps the alphas instead "
+                         "(--save-alphas)")
+
+
+def run_dataset(args: argparse.Namespace, out: Path, load: Any, kind: str) -> int:
+    """Explain ``--data`` into ``out`` (checked, with every option, by the command) with the
+    task ``load(device)`` gives; returns the exit status (0, or 1 when some examples failed:
+    the summary line says how many)."""
     from vlx.devices import resolve_device
 
     rank = current_rank()
     device = rank_device(rank, resolve_device(args.device))
-    if args.batch_size < 1 or args.part_size < 1 or args.workers < 0:
-        raise InputError("--batch-size and --part-size must be at least 1, --workers at least 0")
-    if args.text:
-        raise InputError("--text is for single images; a dataset run keeps the alphas instead "
-                         "(--save-alphas)")
-    out = check_outputs(args)
     items = read_source(args.data, kind)
     task = load(device)
     task.check_layer(args.layer)
@@ -246,7 +249,6 @@ def _peaks(explanation: Explanation, n: int, size: tuple[int, int], batch: Batch
 
 def _figures(batch: Batch, n: int, targets: TargetSet, explanations: dict[str, Explanation],
              out: Path, item: Item, which: str) -> None:
-    from vlx.commands.runner import slug
 
     shown = batch.examples[n].image
     panels = [("input", shown)]

@@ -59,6 +59,7 @@ class Scaled(nn.Module):
     def __init__(self, model: nn.Module, factor: float) -> None:
         super().__init__()
         self.model, self.factor = model, factor
+        self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x) * self.factor

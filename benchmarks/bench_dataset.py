@@ -85,7 +85,7 @@ def main() -> None:
           f"engine alone {engine:.1f} images/s: {dataset / engine:.2f}x (goal >= 0.85x)")
 
     small = photos(work / "small", args.images // 4)
-    _, small_rss = timed([*run[:4], str(small), *run[5:], "--out", str(work / "b1")])
+    _, small_rss = timed([*run[:5], str(small), *run[6:], "--out", str(work / "b1")])
     _, big_rss = timed([*run, "--out", str(work / "b4")])
     print(f"(b) peak RSS {small_rss:.0f} MB for {args.images // 4} images, {big_rss:.0f} MB for "
           f"{args.images}: {big_rss / small_rss:.2f}x (goal <= 1.1x)")

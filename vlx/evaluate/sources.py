@@ -163,14 +163,10 @@ def _classifier_scene(index: int, scenes: Any, names: tuple[str, ...]) -> list[E
 
 def _bundled_photos(count: int) -> EvaluationData:
     from vlx.images import DEMO_IMAGES
+    from vlx.runs.sources import Item
 
-    return EvaluationData("the bundled photos", list(DEMO_IMAGES[:count]), _photo, None, True)
-
-
-def _photo(path: Path) -> list[Example]:
-    from vlx.images import load_image
-
-    return [Example(load_image(path), None, path.stem)]
+    items = [Item(path.stem, path) for path in DEMO_IMAGES[:count]]
+    return EvaluationData("the bundled photos", items, _item, None, True)
 
 
 def _unannotated(spec: str, kind: str, count: int) -> EvaluationData:
@@ -182,6 +178,7 @@ def _unannotated(spec: str, kind: str, count: int) -> EvaluationData:
 
 
 def _item(item: Any) -> list[Example]:
+    """A dataset-run item as the example it names (its text a question or caption, if any)."""
     return [Example(item.image(), item.text, item.name)]
 
 

@@ -111,6 +111,9 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(files, tmp_p
           tmp_path / "model.pt", capsys)
     fails(["train", "classifier", "--out", "/proc/model.pt"], "cannot write in '/proc'",
           Path("/proc/model.pt"), capsys)
+    fails(["evaluate", "sanity", "--task", "classify", "--images", "1", "--figure",
+           str(tmp_path)], f"is a folder; give a file name, e.g. '{tmp_path / 'fig2.png'}'",
+          tmp_path, capsys)
 
 
 @pytest.mark.parametrize(

@@ -136,13 +136,13 @@ def check_output_folder(path: str | Path, option: str = "--out") -> Path:
     return path
 
 
-def check_output_file(path: str | Path, option: str = "--out") -> Path:
+def check_output_file(path: str | Path, option: str = "--out", example: str = "model.pt") -> Path:
     """``path`` as a file that can be written, checked before any work: not a folder, and in
-    a folder that exists or can be made and is writable."""
+    a folder that exists or can be made and is writable (``example``: a name to suggest)."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{option} {str(path)!r} is a folder; give a file name, e.g. "
-                         f"{str(path / 'model.pt')!r}")
+                         f"{str(path / example)!r}")
     parent = path.parent
     if parent.exists() and not parent.is_dir():
         raise InputError(f"{option} {str(path)!r}: {str(parent)!r} is a file, not a folder")

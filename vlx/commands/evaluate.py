@@ -108,7 +108,7 @@ def _check_options(args: argparse.Namespace) -> None:
     if getattr(args, "figure", None):
         from vlx.files import check_output_file
 
-        check_output_file(args.figure, "--figure")
+        check_output_file(args.figure, "--figure", "fig2.png")
     if args.metric == "deletion" and args.steps < 1:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
     for value in getattr(args, "reject_threshold", None) or ():

@@ -233,7 +233,9 @@ def _add_explanation_outputs(parser: argparse.ArgumentParser) -> None:
         "for occlusion, scorecam and ablationcam (32)",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="loader processes decoding and preprocessing (2)"
+        "--workers", type=int, default=None,
+        help="loader processes decoding and preprocessing (default: 0 when the model runs on "
+        "the CPU, whose cores it already uses all of; 4 on a GPU)",
     )
     parser.add_argument(
         "--part-size", type=int, default=1024,

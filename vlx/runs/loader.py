@@ -74,6 +74,13 @@ class ItemBatches(Dataset):
             return kept, (self.task.prepare([e for _, _, e in kept]) if kept else None)
 
 
+def loader_workers(device: torch.device) -> int:
+    """The loader processes a run gets unless told: none beside a model on the CPU, where the
+    model's threads already use every core and a loader process would only take turns with
+    them (measured: 16.2 images/s with none, 12.5 with one, on 2 cores); four beside a GPU."""
+    return 0 if device.type == "cpu" else 4
+
+
 def _in_worker(worker: int) -> None:
     """A worker prepares on the CPU with one thread; the main process moves batches."""
     torch.set_num_threads(1)

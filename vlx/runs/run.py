@@ -23,7 +23,7 @@ from vlx.explanation import Explanation
 from vlx.files import slug, sweep_temporaries, write_text_atomic
 from vlx.render import explanation_picture, grid, save_png
 from vlx.runs.distributed import ProcessGroup, Rank, current_rank, rank_device
-from vlx.runs.loader import Loaded, batches
+from vlx.runs.loader import Loaded, batches, loader_workers
 from vlx.runs.sources import Item, read_source
 from vlx.runs.table import (
     TABLE,
@@ -44,7 +44,7 @@ IDENTITY = ("command", "data", "model", "method", "layer", "target", "words", "a
 
 def check_run_options(args: argparse.Namespace) -> None:
     """What only a dataset run checks, before any work."""
-    if args.part_size < 1 or args.workers < 0:
+    if args.part_size < 1 or (args.workers or 0) < 0:
         raise InputError("--part-size must be at least 1, --workers at least 0")
     if args.text:
         raise InputError("--text is for single images; a dataset run keeps the alphas instead "
@@ -62,6 +62,8 @@ def run_dataset(args: argparse.Namespace, out: Path, load: Any, kind: str) -> in
     items = read_source(args.data, kind)
     task = load(device)
     task.check_layer(args.layer)
+    if args.workers is None:
+        args.workers = loader_workers(device)
     with ProcessGroup(rank, device) as group:
         _check_manifest(out, args, rank)
         group.barrier()

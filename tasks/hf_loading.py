@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 
 from vlx.errors import InputError
-from vlx.tasks.hf_captioning import BlipCaptioner, HFCaptioner, VisionEncoderDecoderCaptioner
+from vlx.tasks.captioning import Captioning
+from vlx.tasks.hf_captioning import BlipCaptioner, VisionEncoderDecoderCaptioner
+from vlx.tasks.hf_vlm import FAMILIES, VLMCaptioner, VLMQuestionAnswering
 from vlx.tasks.hf_vqa import BlipVQA, ViltVQA
 from vlx.tasks.vqa import QuestionAnswering
 
@@ -20,8 +22,12 @@ HF_PREFIX = "hf:"
 CAPTIONERS = {
     "VisionEncoderDecoderModel": VisionEncoderDecoderCaptioner,
     "BlipForConditionalGeneration": BlipCaptioner,
+    **dict.fromkeys(FAMILIES, VLMCaptioner),
 }
-VQA_MODELS = {"ViltForQuestionAnswering": ViltVQA, "BlipForQuestionAnswering": BlipVQA}
+VQA_MODELS = {"ViltForQuestionAnswering": ViltVQA, "BlipForQuestionAnswering": BlipVQA,
+              **dict.fromkeys(FAMILIES, VLMQuestionAnswering)}
+"""Generative VLMs (LLaVA, LLaVA-NeXT, Qwen2-VL, PaliGemma, Idefics3 / SmolVLM) do both: a
+description explained word by word, and answers generated or forced."""
 # Without one of these, AutoTokenizer silently builds a tokenizer that reads every word as
 # unknown, so their absence is checked first.
 TOKENIZER_FILES = (
@@ -42,21 +48,23 @@ def hf_directory(name: str) -> Path:
 
 def load_hf_captioner(
     path: str | Path, device: str | torch.device = "cpu", group_words: bool = True
-) -> HFCaptioner:
-    """A VisionEncoderDecoder (ViT or Swin encoder) or BLIP captioner from ``path``."""
+) -> Captioning:
+    """A VisionEncoderDecoder (ViT or Swin encoder), BLIP or generative VLM captioner from
+    ``path``."""
     adapter, parts = _load(Path(path), CAPTIONERS, "captioning")
     return adapter(*parts, device=device, group_words=group_words, name=f"{HF_PREFIX}{path}")
 
 
 def load_hf_vqa(path: str | Path, device: str | torch.device = "cpu") -> QuestionAnswering:
-    """A ViLT or BLIP VQA model from ``path``."""
+    """A ViLT, BLIP or generative VLM question answerer from ``path``."""
     adapter, parts = _load(Path(path), VQA_MODELS, "VQA")
     return adapter(*parts, device=device, name=f"{HF_PREFIX}{path}")
 
 
 def _load(path: Path, adapters: dict[str, type], task: str) -> tuple[type, tuple]:
     """The adapter class for the directory's architecture and (model, image processor,
-    tokenizer), after checking every file they need is there."""
+    tokenizer), or (model, processor) for a generative VLM, after checking every file they
+    need is there."""
     if not path.is_dir():
         raise InputError(f"hf model directory {str(path)!r} does not exist")
     config_file = path / "config.json"
@@ -88,6 +96,9 @@ def _load(path: Path, adapters: dict[str, type], task: str) -> tuple[type, tuple
     finally:
         if bars:
             logging.enable_progress_bar()
+    if architecture in FAMILIES:  # the processor's chat template makes the prompts
+        return adapters[architecture], (
+            model, transformers.AutoProcessor.from_pretrained(path, local_files_only=True))
     image_processor = transformers.AutoImageProcessor.from_pretrained(path, local_files_only=True)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     return adapters[architecture], (model, image_processor, tokenizer)

@@ -25,7 +25,7 @@ from vlx.task import Batch, LayerSubject, Prediction, Problem, Requested, Target
 from vlx.task import broadcast as broadcast_targets
 from vlx.tasks.hf_grid import PatchGrid, check_vision_layer, last_block, patch_grids
 from vlx.tasks.hf_text import group_tokens, split_words, tokenize_words, unknown_units
-from vlx.tasks.vqa import FixedAnswers, QuestionAnswering
+from vlx.tasks.vqa import CANDIDATES, FixedAnswers, QuestionAnswering, ranked_answers
 
 
 class HFQuestions:
@@ -238,11 +238,6 @@ class BlipAnswerScorer(nn.Module):
         return (log_probs * self.mask[:, 1:].repeat(n, 1)).sum(dim=-1).view(n, u)
 
 
-CANDIDATES = 3
-"""Beam width of BLIP's answer search, whatever ``top_k`` is asked: the top answer must not
-depend on how many are shown."""
-
-
 class BlipVQA(HFQuestions, QuestionAnswering):
     """``BlipForQuestionAnswering``: a ViT image encoder, a text encoder reading the question
     against the image, and a decoder generating the answer from [DEC] (bos) to [SEP].
@@ -303,14 +298,7 @@ class BlipVQA(HFQuestions, QuestionAnswering):
             return self._scorer(answers)(batch.inputs, questions, self.attention_mask(questions))
 
     def predict(self, batch: Batch, top_k: int = 3) -> list[list[Prediction]]:
-        predictions = []
-        for n, candidates in enumerate(self.generated(batch, max(top_k, CANDIDATES))):
-            one = batch.select(n)
-            scores = self.scores(one, candidates)[0].tolist()
-            ranked = sorted(zip(candidates, scores), key=lambda item: -item[1])[:top_k]
-            predictions.append([Prediction(text, i, float(torch.tensor(s).exp()), s)
-                                for i, (text, s) in enumerate(ranked)])
-        return predictions
+        return ranked_answers(self, batch, self.generated(batch, max(top_k, CANDIDATES)), top_k)
 
     def targets(self, batch: Batch, requested: Requested = None) -> TargetSet:
         rows = broadcast_targets(requested, len(batch))

@@ -50,6 +50,27 @@ def unanswerable(answer: str, wanted: str, answers: Sequence[str]) -> InputError
     return InputError(f"the model cannot answer {answer!r}; closest answers: {hint}")
 
 
+CANDIDATES = 3
+"""Beam width of a generative model's answer search, whatever ``top_k`` is asked: the top
+answer must not depend on how many are shown."""
+
+
+def ranked_answers(task: QuestionAnswering, batch: Batch, candidates: list[list[str]],
+                   top_k: int) -> list[list[Prediction]]:
+    """Per example, its candidate answers ranked by the score they are explained by (the
+    summed log-prob: ``task.scores``), the top ``top_k``."""
+    predictions = []
+    for n, texts in enumerate(candidates):
+        if not texts:
+            raise InputError(f"the model generated an empty answer for example {n}; force one "
+                             "with --answers")
+        scores = task.scores(batch.select(n), texts)[0].tolist()
+        ranked = sorted(zip(texts, scores), key=lambda item: -item[1])[:top_k]
+        predictions.append([Prediction(text, i, float(torch.tensor(s).exp()), s)
+                            for i, (text, s) in enumerate(ranked)])
+    return predictions
+
+
 class QuestionAnswering(Task):
     """An image and a question per example; answers as targets."""
 

@@ -180,8 +180,11 @@ class CAM(LayerModel):
         activation, scores, ids, graph_bytes = self._forward(inputs, targets, model_kwargs)
         grid = self.grid(activation.detach(), inputs, model_kwargs)
         gradients = per_target_gradients(scores, activation, targets_per_backward(graph_bytes))
-        n, t = scores.shape
-        grad_grid = self.grid(gradients.flatten(0, 1), inputs, model_kwargs).unflatten(0, (n, t))
+        t = scores.shape[1]
+        # One target at a time: the layer's batch need not be the examples' (a tiled image's
+        # views are one batch row each), and to_grid puts each example's views together.
+        grad_grid = torch.stack(
+            [self.grid(gradients[:, k], inputs, model_kwargs) for k in range(t)], dim=1)
         if not bool(grad_grid.any()):
             warnings.warn(
                 f"no gradient reaches the grid of layer {self.layer_name!r} from any target: "

@@ -53,7 +53,9 @@ class LayerCapture:
         self._handle: Any = None
 
     def __enter__(self) -> Self:
-        self._handle = self.module.register_forward_hook(self._hook)
+        # First of the module's hooks: the others (transformers records hidden states by
+        # hooks) see the output this one puts in the graph.
+        self._handle = self.module.register_forward_hook(self._hook, prepend=True)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 
 from vlx.errors import InputError
+from vlx.explanation import Explanation
 from vlx.images import to_rgb
 from vlx.task import Batch, Example, LayerSubject, Prediction, Problem, Requested, Target, TargetSet
 from vlx.task import broadcast as broadcast_targets
@@ -33,6 +34,10 @@ from vlx.tasks.hf_vlm_layouts import WHOLE, View, ViewCanvas, cropped_box, tile_
 from vlx.tasks.vqa import CANDIDATES, QuestionAnswering, ranked_answers
 
 DESCRIBE = "Describe the image."
+PIXEL_METHODS = ("guided-backprop", "deconvolution", "guided-gradcam", "occlusion", "scorecam",
+                 "ablationcam")
+"""Methods that edit or differentiate the input pixels: a VLM's are its processor's views
+(tiles, patch rows), not the image, so only the layer methods explain these models."""
 TEXT_KEYS = ("input_ids", "attention_mask", "labels")
 TYPE_KEYS = {"token_type_ids": 1, "mm_token_type_ids": 0}
 """Per-token types some models read with the prompt (PaliGemma's prefix / suffix, Qwen2-VL's
@@ -182,6 +187,15 @@ class ChatVLM:
             return [f"{path}.{i}" for i in range(len(blocks))]
         raise InputError(f"{type(self.model).__name__} has none of the vision block lists "
                          f"{', '.join(self.family.blocks)}; name the layer to explain")
+
+    def check_method(self, method: str) -> None:
+        if method in PIXEL_METHODS:
+            from vlx.methods import METHODS
+
+            layer_methods = [m for m in METHODS if m not in PIXEL_METHODS]
+            raise InputError(
+                f"method {method!r} works on the input pixels, which a generative VLM's "
+                f"processor cuts into views; use a layer method: {', '.join(layer_methods)}")
 
     def check_layer(self, layer: str | None) -> None:
         """Layers of the vision tower or the projector hold the image's grid."""
@@ -405,6 +419,11 @@ class VLMCaptioner(Captioning):
     def teacher_forced(self, batch: Batch, ids: torch.Tensor) -> Problem:
         return self.vlm.problem(batch, [[row] for row in ids.tolist()])
 
+    def explain(self, batch: Batch, targets: TargetSet, method: str = "gradcam",
+                layer: str | None = None, **options: Any) -> Explanation:
+        self.vlm.check_method(method)
+        return super().explain(batch, targets, method, layer, **options)
+
     def check_layer(self, layer: str | None) -> None:
         super().check_layer(layer)
         self.vlm.check_layer(layer)
@@ -483,6 +502,11 @@ class VLMQuestionAnswering(QuestionAnswering):
         score = AnswerScores(answers, targets.padded())
         return self.vlm.problem(batch, [answers] * len(batch), score,
                                 lambda logits: score(logits).exp())
+
+    def explain(self, batch: Batch, targets: TargetSet, method: str = "gradcam",
+                layer: str | None = None, **options: Any) -> Explanation:
+        self.vlm.check_method(method)
+        return super().explain(batch, targets, method, layer, **options)
 
     def check_layer(self, layer: str | None) -> None:
         super().check_layer(layer)

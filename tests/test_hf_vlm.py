@@ -225,3 +225,28 @@ def test_an_unsupported_model_names_the_supported_ones(tmp_path, capsys):
     for supported in ("LlavaForConditionalGeneration", "Qwen2VLForConditionalGeneration",
                       "PaliGemmaForConditionalGeneration", "Idefics3ForConditionalGeneration"):
         assert supported in error[0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_textual_explanations_dissect_the_explained_layer(family, directories, tmp_path,
+                                                          capsys, monkeypatch):
+    from test_textual_cli import check_text
+
+    monkeypatch.setenv("VLX_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "photo.png"
+    image(family).save(path)
+    assert main(["vqa", str(path), QUESTION, "--model", f"hf:{directories[family]}",
+                 "--answers", "red", "--out", str(tmp_path / "out"), "--text",
+                 "--probe-images", "4", "--json"]) == 0
+    for entry in json.loads(capsys.readouterr().out)["answers"]:
+        check_text(entry["text"], entry["answer"])
+
+
+def test_pixel_methods_are_refused_with_the_layer_methods_named(directories, tmp_path, capsys):
+    path = tmp_path / "photo.png"
+    image("llava").save(path)
+    assert main(["vqa", str(path), QUESTION, "--model", f"hf:{directories['llava']}",
+                 "--answers", "red", "--method", "occlusion", "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "'occlusion' works on the input pixels" in error and "gradcam++, hirescam" in error
+    assert not (tmp_path / "o").exists()

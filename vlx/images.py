@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -39,21 +41,33 @@ def load_image(path: str | Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image {str(path)!r} does not exist or is not a file")
+    return _decoded(path, str(path))
+
+
+def read_image(data: bytes, name: str) -> Image.Image:
+    """``load_image`` for the bytes of an uploaded file called ``name``: the same checks, the
+    same errors (an empty upload is one too)."""
+    if not data:
+        raise InputError(f"{name!r} is empty (0 bytes); choose an image file")
+    return _decoded(io.BytesIO(data), name)
+
+
+def _decoded(source: Path | BinaryIO, name: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with Image.open(source) as opened:
                 opened.load()
                 image = ImageOps.exif_transpose(opened)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(
-            f"image {str(path)!r} has more than {Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's "
+            f"image {name!r} has more than {Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's "
             "limit against decompression bombs; resize it first"
         ) from None
     except UnidentifiedImageError:
-        raise InputError(f"{str(path)!r} is not an image Pillow can read") from None
+        raise InputError(f"{name!r} is not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as err:
-        raise InputError(f"cannot read image {str(path)!r}: {err}") from None
+        raise InputError(f"cannot read image {name!r}: {err}") from None
     return to_rgb(image)
 
 

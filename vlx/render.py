@@ -6,6 +6,7 @@ Everything here takes tensors or arrays and returns uint8 RGB arrays or Pillow i
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,8 +122,18 @@ def explanation_picture(explanation: Explanation, n: int, t: int, image: Image.I
 
 def save_png(picture: Picture, path: str | Path) -> Path:
     """Write a PNG atomically (``vlx.files.write_atomic``)."""
-    image = picture if isinstance(picture, Image.Image) else Image.fromarray(as_rgb(picture))
-    return write_atomic(path, lambda stream: image.save(stream, format="PNG"))
+    return write_atomic(path, lambda stream: _pillow(picture).save(stream, format="PNG"))
+
+
+def png_bytes(picture: Picture) -> bytes:
+    """A picture as PNG bytes, for what is sent rather than written (the page)."""
+    stream = io.BytesIO()
+    _pillow(picture).save(stream, format="PNG")
+    return stream.getvalue()
+
+
+def _pillow(picture: Picture) -> Image.Image:
+    return picture if isinstance(picture, Image.Image) else Image.fromarray(as_rgb(picture))
 
 
 def _array(values: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -9,6 +9,8 @@ from PIL import Image
 
 from vlx.cli import print_json
 from vlx.commands.runner import (
+    Layout,
+    Run,
     check_outputs,
     explain_batch,
     start_writing,
@@ -56,36 +58,22 @@ def run(args: argparse.Namespace) -> int:
     requested = wanted + ([WHOLE_CAPTION] if args.whole else [])
     done = explain_batch(captioner, [Example(image, args.caption, name)], args,
                          lambda predictions: requested)
-    generated = list(done.predictions[0][0].words)
-    words = done.targets.context[0].units
     rows = done.targets.rows[0]
-    entries = [{"position": t.id, "word": t.name, "log_prob": float(s)}
-               for t, s in zip(rows, done.explanations[args.method[0]].scores[0].tolist())]
+    entries = word_entries(done)
     units = None
     if args.text:
         subject, read = text_subject(done, args)
         units = layer_units(subject, args)
     start_writing(out)
-    files = write_figures(
-        done, entries, label=lambda entry: entry["word"],
-        caption=("caption: " if args.caption is not None else "generated: ") + " ".join(words),
-        path=lambda method: out / f"{slug(name)}_{method}_words.png", columns=6, panel_size=160,
-    )
+    files = write_figures(done, entries, LAYOUT,
+                          lambda method: out / f"{slug(name)}_{method}_words.png")
     if units is not None:
         files += explain_text(
             read, 0, units, entries, [t.name for t in rows], done.shown[0],
             lambda t: out / f"{slug(name)}_{read.method}_{rows[t].id:02d}-{slug(rows[t].name)}"
             "_text.png",
         )
-    summary = {
-        "command": "caption",
-        "image": name,
-        "generated": " ".join(generated),
-        "caption": " ".join(words),
-        "layer": done.layer,
-        "words": entries,
-        "files": files,
-    }
+    summary = record(done, entries, files)
     if args.json:
         print_json(summary)
     else:
@@ -96,6 +84,37 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    {entry['text']['sentence']}")
         print(f"wrote {len(files)} figure(s) to {out}")
     return 0
+
+
+def word_entries(done: Run) -> list[dict]:
+    """Per explained word of example 0: its position, text and log-prob (the score of the
+    first method), as ``--json`` lists them."""
+    scores = next(iter(done.explanations.values())).scores[0].tolist()
+    return [{"position": t.id, "word": t.name, "log_prob": float(s)}
+            for t, s in zip(done.targets.rows[0], scores)]
+
+
+def record(done: Run, entries: list[dict], files: list[str]) -> dict:
+    """What ``--json`` prints for example 0 (the page offers the same record)."""
+    return {
+        "command": "caption",
+        "image": done.batch.examples[0].name,
+        "generated": " ".join(done.predictions[0][0].words),
+        "caption": " ".join(done.targets.context[0].units),
+        "layer": done.layer,
+        "words": entries,
+        "files": files,
+    }
+
+
+def _figure_caption(done: Run) -> str:
+    given = done.batch.examples[0].text is not None
+    return ("caption: " if given else "generated: ") + " ".join(done.targets.context[0].units)
+
+
+LAYOUT = Layout(label=lambda entry: entry["word"], caption=_figure_caption, columns=6,
+                panel_size=160)
+"""The figure of the paper's Fig. 11: one overlay per word, the caption underneath."""
 
 
 def _image(args: argparse.Namespace) -> tuple[Image.Image, str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vlx.cli import print_json
 from vlx.commands.runner import (
+    Run,
     check_outputs,
     explain_batch,
     grid_sheet,
@@ -18,7 +19,7 @@ from vlx.devices import resolve_device
 from vlx.errors import InputError
 from vlx.files import slug
 from vlx.images import DEMO_IMAGES, load_image
-from vlx.render import explanation_picture, save_png
+from vlx.render import Picture, explanation_picture, save_png
 from vlx.task import Example
 
 
@@ -58,17 +59,10 @@ def run(args: argparse.Namespace) -> int:
                "out": str(out), "images": []}
     for n, (path, stem) in enumerate(zip(paths, stems)):
         shown = done.shown[n]
-        entries, panels = [], [("input", shown)]
-        for method, explanation in done.explanations.items():
-            for t, target in enumerate(done.targets.rows[n]):
-                picture = explanation_picture(explanation, n, t, shown)
-                file = save_png(picture, out / f"{stem}_{method}_{slug(target.name)}.png")
-                panels.append((f"{method}: {target.name}", picture))
-                entries.append({
-                    "method": method, "index": target.id, "name": target.name,
-                    "score": float(explanation.scores[n, t]),
-                    "peak": done.peak(explanation, n, t), "files": [str(file)],
-                })
+        entries, panels = explained_targets(done, n)
+        for entry, (_, picture) in zip(entries, panels):
+            file = save_png(picture, out / f"{stem}_{entry['method']}_{slug(entry['name'])}.png")
+            entry["files"] = [str(file)]
         if units is not None:
             own = [e for e in entries if e["method"] == read.method]
             explain_text(
@@ -76,22 +70,44 @@ def run(args: argparse.Namespace) -> int:
                 lambda t, own=own, stem=stem: out / f"{stem}_{read.method}_"
                 f"{slug(own[t]['name'])}_text.png",
             )
-        sheet = grid_sheet(panels, out / f"{stem}_grid.png")
-        summary["images"].append({
-            "image": str(path),
-            "size": [images[n].width, images[n].height],
-            "predictions": [
-                {"index": p.index, "name": p.name, "probability": p.probability, "logit": p.score}
-                for p in done.predictions[n]
-            ],
-            "targets": entries,
-            "files": [str(sheet)] + [file for e in entries for file in e["files"]],
-        })
+        sheet = save_png(grid_sheet([("input", shown), *panels]), out / f"{stem}_grid.png")
+        files = [str(sheet)] + [file for e in entries for file in e["files"]]
+        summary["images"].append(image_record(done, n, str(path), entries, files))
     if args.json:
         print_json(summary)
     else:
         _print_human(summary)
     return 0
+
+
+def explained_targets(done: Run, n: int) -> tuple[list[dict], list[tuple[str, Picture]]]:
+    """Per (method, target) of example ``n``: its ``--json`` entry and its labelled picture,
+    in the order of the image's grid."""
+    entries, panels = [], []
+    for method, explanation in done.explanations.items():
+        for t, target in enumerate(done.targets.rows[n]):
+            panels.append((f"{method}: {target.name}",
+                           explanation_picture(explanation, n, t, done.shown[n])))
+            entries.append({
+                "method": method, "index": target.id, "name": target.name,
+                "score": float(explanation.scores[n, t]), "peak": done.peak(explanation, n, t),
+            })
+    return entries, panels
+
+
+def image_record(done: Run, n: int, image: str, entries: list[dict], files: list[str]) -> dict:
+    """What ``--json`` prints for example ``n`` (the page offers the same record)."""
+    size = done.batch.examples[n].image.size
+    return {
+        "image": image,
+        "size": [size[0], size[1]],
+        "predictions": [
+            {"index": p.index, "name": p.name, "probability": p.probability, "logit": p.score}
+            for p in done.predictions[n]
+        ],
+        "targets": entries,
+        "files": files,
+    }
 
 
 def _unique_stem(path: Path, index: int, paths: list[Path]) -> str:

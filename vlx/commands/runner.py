@@ -21,7 +21,7 @@ from vlx.explanation import Explanation
 from vlx.files import check_output_folder, sweep_temporaries
 from vlx.images import bounded
 from vlx.methods import check_methods
-from vlx.render import explanation_picture, grid, save_png
+from vlx.render import Picture, explanation_picture, grid, save_png
 from vlx.task import Batch, Example, LayerSubject, Prediction, Requested, TargetSet, Task
 
 
@@ -97,29 +97,54 @@ def start_writing(out: Path) -> None:
     sweep_temporaries(out)
 
 
-def write_figures(
-    run: Run, entries: list[dict], label: Callable[[dict], str], caption: str,
-    path: Callable[[str], Path], columns: int, panel_size: int,
-) -> list[str]:
+@dataclass(frozen=True)
+class Layout:
+    """How a command draws example 0's figure: each entry's label, the caption underneath,
+    the columns and the panel size. The page draws the same figure from the same layout."""
+
+    label: Callable[[dict], str]
+    caption: Callable[[Run], str]
+    columns: int
+    panel_size: int
+
+
+def write_figures(run: Run, entries: list[dict], layout: Layout, path: Callable[[str], Path]
+                  ) -> list[str]:
     """One figure per method (``path(method)``) of example 0: the input and one overlay per
     target. Each entry gets ``peaks`` per method, ``peak`` (the first method's, ``[x, y]`` in
     the image's pixels) and ``files``."""
-    shown, files = run.shown[0], []
-    for method, explanation in run.explanations.items():
-        panels = [("input", shown)]
-        for t, entry in enumerate(entries):
-            entry.setdefault("peaks", {})[method] = run.peak(explanation, 0, t)
-            panels.append((label(entry), explanation_picture(explanation, 0, t, shown)))
-        figure = grid(panels, columns=min(len(panels), columns), caption=caption,
-                      panel_size=panel_size)
-        file = str(save_png(figure, path(method)))
+    locate_peaks(run, entries)
+    files = []
+    for method in run.explanations:
+        file = str(save_png(figure(run, method, entries, layout), path(method)))
         files.append(file)
         for entry in entries:
             entry.setdefault("files", []).append(file)
+    return files
+
+
+def locate_peaks(run: Run, entries: list[dict]) -> None:
+    """Entry t (target t of example 0) gets ``peaks`` per method and ``peak``, the first
+    method's: what ``--json`` reports of each map."""
+    for method, explanation in run.explanations.items():
+        for t, entry in enumerate(entries):
+            entry.setdefault("peaks", {})[method] = run.peak(explanation, 0, t)
     first = next(iter(run.explanations))
     for entry in entries:
         entry["peak"] = entry["peaks"][first]
-    return files
+
+
+def figure(run: Run, method: str, entries: list[dict], layout: Layout) -> Image.Image:
+    """Example 0's figure for ``method``: the input and one labelled overlay per target (the
+    paper's Fig. 11 and 12)."""
+    shown = run.shown[0]
+    explanation = run.explanations[method]
+    panels = [("input", shown)] + [
+        (layout.label(entry), explanation_picture(explanation, 0, t, shown))
+        for t, entry in enumerate(entries)
+    ]
+    return grid(panels, columns=min(len(panels), layout.columns), caption=layout.caption(run),
+                panel_size=layout.panel_size)
 
 
 def text_subject(run: Run, args: argparse.Namespace) -> tuple[LayerSubject, Explanation]:
@@ -135,5 +160,6 @@ def text_subject(run: Run, args: argparse.Namespace) -> tuple[LayerSubject, Expl
     return subject, explanation
 
 
-def grid_sheet(panels: list[tuple[str, Image.Image]], path: Path) -> Path:
-    return save_png(grid(panels, columns=min(len(panels), 4)), path)
+def grid_sheet(panels: list[tuple[str, Picture]]) -> Image.Image:
+    """Labelled panels four to a row: ``vlx explain``'s sheet of an image."""
+    return grid(panels, columns=min(len(panels), 4))

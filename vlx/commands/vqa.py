@@ -9,6 +9,8 @@ from PIL import Image
 
 from vlx.cli import print_json
 from vlx.commands.runner import (
+    Layout,
+    Run,
     check_outputs,
     explain_batch,
     start_writing,
@@ -46,44 +48,21 @@ def run(args: argparse.Namespace) -> int:
         return list(dict.fromkeys([predictions[0][0].name, *forced]))
 
     done = explain_batch(vqa, [example], args, requested, top_k=3)
-    row = done.targets.rows[0]
-    probabilities = vqa.probabilities(done.batch, done.targets)[0].tolist()
-    scores = done.explanations[args.method[0]].scores[0].tolist()
-    forced_names = {t.name for t in vqa.targets(done.batch, [forced]).rows[0]} if forced else set()
-    entries = [
-        {"answer": t.name, "index": t.id, "forced": t.name in forced_names,
-         "probability": p, "score": s}
-        for t, p, s in zip(row, probabilities, scores)
-    ]
+    entries = answer_entries(done, forced)
     units = None
     if args.text:
         subject, read = text_subject(done, args)
         units = layer_units(subject, args)
     start_writing(out)
-    files = write_figures(
-        done, entries, label=lambda entry: f"{entry['answer']} ({entry['probability']:.2f})",
-        caption=f"Q: {question}", path=lambda method: out / f"{slug(name)}_{method}_answers.png",
-        columns=5, panel_size=180,
-    )
+    files = write_figures(done, entries, LAYOUT,
+                          lambda method: out / f"{slug(name)}_{method}_answers.png")
     if units is not None:
         labels = [entry["answer"] for entry in entries]
         files += explain_text(
             read, 0, units, entries, labels, done.shown[0],
             lambda t: out / f"{slug(name)}_{read.method}_{slug(labels[t])}_text.png",
         )
-    top = done.predictions[0]
-    summary = {
-        "command": "vqa",
-        "image": name,
-        "question": question,
-        "unknown_words": vqa.unknown_words(question),
-        "model": args.model,
-        "layer": done.layer,
-        "answer": top[0].name,
-        "top": [{"answer": a.name, "probability": a.probability} for a in top],
-        "answers": entries,
-        "files": files,
-    }
+    summary = record(done, args.model, entries, files)
     if args.json:
         print_json(summary)
     else:
@@ -96,6 +75,43 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    {entry['text']['sentence']}")
         print(f"wrote {len(files)} figure(s) to {out}")
     return 0
+
+
+def answer_entries(done: Run, forced: list[str]) -> list[dict]:
+    """Per explained answer of example 0: its name, index, whether it was forced, its
+    probability and score (the first method's), as ``--json`` lists them."""
+    task, row = done.task, done.targets.rows[0]
+    probabilities = task.probabilities(done.batch, done.targets)[0].tolist()
+    scores = next(iter(done.explanations.values())).scores[0].tolist()
+    forced_names = {t.name for t in task.targets(done.batch, [forced]).rows[0]} if forced else set()
+    return [
+        {"answer": t.name, "index": t.id, "forced": t.name in forced_names,
+         "probability": p, "score": s}
+        for t, p, s in zip(row, probabilities, scores)
+    ]
+
+
+def record(done: Run, model: str, entries: list[dict], files: list[str]) -> dict:
+    """What ``--json`` prints for example 0 (the page offers the same record)."""
+    example, top = done.batch.examples[0], done.predictions[0]
+    return {
+        "command": "vqa",
+        "image": example.name,
+        "question": example.text,
+        "unknown_words": done.task.unknown_words(example.text),
+        "model": model,
+        "layer": done.layer,
+        "answer": top[0].name,
+        "top": [{"answer": a.name, "probability": a.probability} for a in top],
+        "answers": entries,
+        "files": files,
+    }
+
+
+LAYOUT = Layout(label=lambda entry: f"{entry['answer']} ({entry['probability']:.2f})",
+                caption=lambda done: f"Q: {done.batch.examples[0].text}", columns=5,
+                panel_size=180)
+"""The figure of the paper's Fig. 12: one overlay per answer, the question underneath."""
 
 
 def _inputs(args: argparse.Namespace) -> tuple[Image.Image, str, str]:

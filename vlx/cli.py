@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_evaluate(commands)
     _add_dissect(commands)
+    _add_serve(commands)
     return parser
 
 
@@ -283,6 +284,35 @@ def _add_dissect(commands: argparse._SubParsersAction) -> None:
     dissect.add_argument("--device", default="cpu", help="cpu or cuda")
     dissect.add_argument("--json", action="store_true", help="print a JSON summary")
     dissect.set_defaults(run=_lazy("vlx.commands.dissect"))
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="a local demo page: pick a photo, click a class, a caption word or an answer",
+        description="Serve a local page (the serve extra: pip install -e '.[serve]') that "
+        "explains the three tasks' models: the top classes, each word of a caption and the "
+        "predicted and forced answers, with every method at any layer, the textual "
+        "explanation, and the figure and --json record to download.",
+    )
+    serve.add_argument(
+        "--model", action="append", default=[], metavar="TASK=NAME",
+        help="a task's model as `vlx explain|caption|vqa --model` takes it, e.g. "
+        "classify=resnet50, caption=hf:./blip-caption, vqa=lstm-cnn (repeatable; default: "
+        "efficientnet_lite0, the shipped captioner, coattention)",
+    )
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=7860, help="port (7860; 0: any free one)")
+    serve.add_argument("--max-upload", type=float, default=20, metavar="MB",
+                       help="largest upload accepted, in MB (20)")
+    serve.add_argument("--device", default="cpu", help="cpu or cuda")
+    serve.add_argument("--probe", default="shapes",
+                       help="dissection probe for textual explanations: shapes (default) or a "
+                       "Broden directory")
+    serve.add_argument("--probe-images", type=int, default=PROBE_IMAGES,
+                       help=f"probe images dissected per layer, once ({PROBE_IMAGES})")
+    serve.set_defaults(run=_lazy("vlx.commands.serve"))
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:

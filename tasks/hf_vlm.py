@@ -142,8 +142,6 @@ FAMILIES = {
                                               "model.visual.merger", _dynamic_views, window=2,
                                               per_sequence=("image_grid_thw",)),
 }
-FAMILIES["Qwen2_5_VLForConditionalGeneration"] = FAMILIES["Qwen2VLForConditionalGeneration"]
-FAMILIES["SmolVLMForConditionalGeneration"] = FAMILIES["Idefics3ForConditionalGeneration"]
 
 
 def _size(size: Any) -> dict:

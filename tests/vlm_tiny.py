@@ -226,24 +226,33 @@ def idefics3(directory: Path) -> Path:
     """Idefics3 (SmolVLM layout): images resized to a 64 px longest edge and split into 32 x 32
     tiles + a 32 x 32 global image; a SigLIP-like tower (4 px patches, an 8 x 8 grid per tile),
     a pixel shuffle (scale 2) to 4 x 4 = 16 tokens per tile, and a Llama LM."""
+    return _finish(directory, *idefics3_parts())
+
+
+def idefics3_parts(tile: int = 32, longest: int = 64, patch: int = 4, scale: int = 2,
+                   vision: dict | None = None, lm: dict | None = None) -> tuple:
+    """An Idefics3 model (random weights) and its processor, at any size: the tests' tiny
+    one, or SmolVLM-256M's layer sizes for the benchmarks."""
     import transformers as hf
 
     tokenizer = bpe_tokenizer(IDEFICS3_SPECIALS, bos_token="<|im_start|>",
                               eos_token="<end_of_utterance>", pad_token="<|endoftext|>")
     image_processor = hf.Idefics3ImageProcessor(
-        size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True)
+        size={"longest_edge": longest}, max_image_size={"longest_edge": tile},
+        do_image_splitting=True)
     processor = hf.Idefics3Processor(
-        image_processor, tokenizer, image_seq_len=16,
+        image_processor, tokenizer, image_seq_len=(tile // patch // scale) ** 2,
         chat_template=_chat_template("<|im_start|>{{ message['role'] | capitalize }}:",
                                      "<image>", "<end_of_utterance>\n", "Assistant:"))
+    text = {"model_type": "llama", **(lm or LM), **_text_ids(tokenizer)}
+    text["vocab_size"] = max(text["vocab_size"], (lm or {}).get("vocab_size", 0))
     config = hf.Idefics3Config(
-        vision_config={"image_size": 32, "patch_size": 4, **VISION},
-        text_config={"model_type": "llama", **LM, **_text_ids(tokenizer)},
-        image_token_id=processor.image_token_id, scale_factor=2,
+        vision_config={"image_size": tile, "patch_size": patch, **(vision or VISION)},
+        text_config=text, image_token_id=processor.image_token_id, scale_factor=scale,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
-    return _finish(directory, hf.Idefics3ForConditionalGeneration(config), processor)
+    return hf.Idefics3ForConditionalGeneration(config), processor
 
 
 VLM_FAMILIES: dict[str, Callable[[Path], Path]] = {

@@ -648,3 +648,41 @@ def test_targets_in_chunks_equal_one_batched_backward(monkeypatch) -> None:
     torch.testing.assert_close(chunked.alphas, whole.alphas, rtol=1e-5, atol=1e-6)
     assert backward.targets_per_backward(2**20, limit=8 * 2**20) == 8
     assert backward.targets_per_backward(0) is None
+
+
+class TwoConvs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 6, 3, padding=1)
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv2(self.conv1(x).relu()).relu().mean((2, 3)))
+
+
+def test_no_graph_is_recorded_before_the_explained_layer_and_flags_come_back():
+    """The forward before the explained layer records nothing for a backward (its saved
+    tensors would peak at the layer), the maps are unchanged, and every parameter's own
+    requires_grad flag is back afterwards, also after calls from several threads at once: a
+    frozen one stays frozen."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    model = TwoConvs().eval()
+    frozen = model.conv2.bias
+    frozen.requires_grad_(False)
+    seen = []
+    model.conv1.register_forward_hook(lambda m, i, o: seen.append(o.requires_grad))
+    x = torch.randn(3, 3, 16, 16)
+    with GradCAM(model, "conv2") as cam:
+        maps = cam(x, targets=[[0, 1]] * 3).maps
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            for other in pool.map(lambda _: cam(x, targets=[[0, 1]] * 3).maps, range(6)):
+                assert torch.equal(other, maps)
+    assert seen and not any(seen)
+    activation = model.conv2(model.conv1(x).relu()).detach().requires_grad_(True)
+    scores = model.head(activation.relu().mean((2, 3)))[:, :2]
+    gradients = per_target_gradients(scores, activation)
+    torch.testing.assert_close(maps, grad_cam_maps(activation.detach(), gradients)[0])
+    assert not frozen.requires_grad
+    assert all(p.requires_grad for p in model.parameters() if p is not frozen)

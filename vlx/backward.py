@@ -77,6 +77,45 @@ def _unpack(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+_frozen: dict[int, tuple[int, list[tuple[torch.Tensor, bool]]]] = {}
+_frozen_lock = threading.Lock()
+
+
+class FrozenParameters:
+    """The model's parameters need no gradient while it runs inside: only the explained
+    layer's output (or input) does. Without this, a forward records the graph of everything
+    before the explained layer, whose saved tensors peak at the layer (gigabytes for a
+    vision tower of many views) only to be dropped there.
+
+    Threads may each hold one on a shared model: the first in freezes, the last out restores
+    each parameter's own flag (a parameter the user froze stays frozen).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    def __enter__(self) -> Self:
+        key = id(self.model)
+        with _frozen_lock:
+            count, flags = _frozen.get(key, (0, []))
+            if not count:
+                flags = [(p, p.requires_grad) for p in self.model.parameters()]
+                for parameter, _ in flags:
+                    parameter.requires_grad_(False)
+            _frozen[key] = (count + 1, flags)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        key = id(self.model)
+        with _frozen_lock:
+            count, flags = _frozen.pop(key)
+            if count > 1:
+                _frozen[key] = (count - 1, flags)
+                return
+            for parameter, flag in flags:
+                parameter.requires_grad_(flag)
+
+
 def targets_per_backward(graph_bytes: int, limit: int = BACKWARD_MEMORY) -> int | None:
     """How many targets one batched backward takes: all (``None``) for an unmeasured graph,
     else as many as fit ``limit``, at least one."""

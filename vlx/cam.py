@@ -21,7 +21,12 @@ from typing import Any, ClassVar, Literal, Self
 import torch
 from torch import nn
 
-from vlx.backward import GraphMeter, per_target_gradients, targets_per_backward
+from vlx.backward import (
+    FrozenParameters,
+    GraphMeter,
+    per_target_gradients,
+    targets_per_backward,
+)
 from vlx.capture import LayerCapture
 from vlx.errors import InputError
 from vlx.explanation import Explanation
@@ -202,7 +207,8 @@ class CAM(LayerModel):
         rule = RectifierRule(self.backward_rule) if self.backward_rule else nullcontext()
         meter = GraphMeter(exclude=list(self.model.parameters()))
         capture = LayerCapture(self.layer, self.layer_name, "leaf", on_output=meter.start)
-        with capture, meter, torch.enable_grad(), rule, plain_recurrent_kernels(self.model):
+        with capture, meter, torch.enable_grad(), rule, plain_recurrent_kernels(self.model), \
+                FrozenParameters(self.model):
             outputs = self.model(*inputs, **model_kwargs)
             scores, ids = target_scores(outputs, targets)
         return capture.single(), scores, ids, meter.bytes

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vlx.backward import GraphMeter, per_target_gradients, targets_per_backward
+from vlx.backward import FrozenParameters, GraphMeter, per_target_gradients, targets_per_backward
 from vlx.cam import GradCAM, GridFn, input_size, warn_if_training
 from vlx.explanation import Explanation, upsample
 from vlx.rectifier import RULES, RectifierRule, Rule
@@ -52,7 +52,7 @@ class InputGradients:
         meter = GraphMeter(exclude=list(self.model.parameters()), counting=True)
         with meter, torch.enable_grad(), RectifierRule(self.rule), plain_recurrent_kernels(
             self.model
-        ):
+        ), FrozenParameters(self.model):
             outputs = self.model(*call_inputs, **(model_kwargs or {}))
             scores, ids = target_scores(outputs, targets)
         chunk = targets_per_backward(meter.bytes)

@@ -34,8 +34,8 @@ def need(module: str) -> Any:
 def running(demo: Any, max_upload: int = 2**20) -> Iterator[str]:
     """``demo``'s app served until the block ends; yields its base URL."""
     uvicorn = need("uvicorn")
-    from vlx.commands.serve import listen
     from vlx.serve.app import create_app
+    from vlx.serve.command import listen
 
     listening = listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(create_app(demo, max_upload), log_level="warning",

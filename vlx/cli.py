@@ -312,7 +312,7 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
                        "Broden directory")
     serve.add_argument("--probe-images", type=int, default=PROBE_IMAGES,
                        help=f"probe images dissected per layer, once ({PROBE_IMAGES})")
-    serve.set_defaults(run=_lazy("vlx.commands.serve"))
+    serve.set_defaults(run=_lazy("vlx.serve.command"))
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:

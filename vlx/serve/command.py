@@ -1,4 +1,4 @@
-"""``vlx serve``: the local demo page (``vlx.serve``) for the three tasks' models.
+"""``vlx serve``: the local demo page (this package) for the three tasks' models.
 
 Everything is checked before the server starts: the extra is installed, the options, the
 address can be bound, every model loads. The web framework is imported here, not by the

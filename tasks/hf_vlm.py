@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -53,7 +53,8 @@ class Family:
             explained, the language model's hold no image grid.
         blocks: module paths of the vision tower's block list (tried in order).
         projector: the module whose output is the image tokens as the language model sees them.
-        layouts: (processor, images, processor outputs) -> each image's views.
+        layouts: (processor, vision config, images, processor outputs) -> each image's
+            views.
         window: Qwen2-VL's patches run in merge windows of this side (1: row-major).
         nested: the processor takes one list of images per prompt.
         per_sequence: processor outputs the language model reads again for every sequence
@@ -69,10 +70,10 @@ class Family:
     per_sequence: tuple[str, ...] = ()
 
 
-def _fixed_views(processor: Any, images: list[Image.Image], encoded: dict) -> list[list[View]]:
+def _fixed_views(processor: Any, vision: Any, images: list[Image.Image], encoded: dict
+                 ) -> list[list[View]]:
     """One grid per image: the processor's square, or CLIP's centre crop of the resized image."""
     config = processor.image_processor
-    vision = _vision_config(processor)
     side = vision.image_size // vision.patch_size
     views = []
     for image in images:
@@ -85,14 +86,15 @@ def _fixed_views(processor: Any, images: list[Image.Image], encoded: dict) -> li
     return views
 
 
-def _anyres_views(processor: Any, images: list[Image.Image], encoded: dict) -> list[list[View]]:
+def _anyres_views(processor: Any, vision: Any, images: list[Image.Image], encoded: dict
+                  ) -> list[list[View]]:
     """LLaVA-NeXT: the base image (the whole, squashed to the tile) and the tiles of the
     resolution it picks, the image centred in it with padding around."""
     from transformers.image_processing_utils import select_best_resolution
 
     config = processor.image_processor
     tile = _size(config.crop_size).get("height") or _size(config.size)["shortest_edge"]
-    side = tile // _vision_config(processor).patch_size
+    side = tile // vision.patch_size
     layouts = []
     for image in images:
         frame = select_best_resolution((image.height, image.width), config.image_grid_pinpoints)
@@ -105,11 +107,12 @@ def _anyres_views(processor: Any, images: list[Image.Image], encoded: dict) -> l
     return layouts
 
 
-def _split_views(processor: Any, images: list[Image.Image], encoded: dict) -> list[list[View]]:
+def _split_views(processor: Any, vision: Any, images: list[Image.Image], encoded: dict
+                 ) -> list[list[View]]:
     """Idefics3 / SmolVLM: the tiles of the image resized to whole tiles, row by row, then the
     whole image squashed to one tile (an image of one tile is that tile alone)."""
     config = processor.image_processor
-    side = config.max_image_size["longest_edge"] // _vision_config(processor).patch_size
+    side = config.max_image_size["longest_edge"] // vision.patch_size
     info = config(images=[[to_rgb(i)] for i in images], return_row_col_info=True,
                   return_tensors="pt")
     layouts = []
@@ -121,7 +124,8 @@ def _split_views(processor: Any, images: list[Image.Image], encoded: dict) -> li
     return layouts
 
 
-def _dynamic_views(processor: Any, images: list[Image.Image], encoded: dict) -> list[list[View]]:
+def _dynamic_views(processor: Any, vision: Any, images: list[Image.Image], encoded: dict
+                   ) -> list[list[View]]:
     """Qwen2-VL: one grid per image, of the size its resized image gives."""
     return [[View((int(h), int(w)))] for _, h, w in encoded["image_grid_thw"].tolist()]
 
@@ -148,10 +152,6 @@ def _size(size: Any) -> dict:
     return dict(size) if size else {}
 
 
-def _vision_config(processor: Any) -> Any:
-    return processor.vision_config
-
-
 class ChatVLM:
     """A generative VLM with its processor: prompts, generation and teacher-forced scores."""
 
@@ -163,7 +163,6 @@ class ChatVLM:
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"  # batched generation continues every prompt
         self.family = FAMILIES[type(model).__name__]
-        processor.vision_config = model.config.vision_config
         self.max_new_tokens = max_new_tokens
         self.layer = layer or self.default_layer()
 
@@ -227,8 +226,10 @@ class ChatVLM:
         if "image_grid_thw" in vision:  # Qwen2-VL: every image's patches in one run of rows
             pixels = torch.nn.utils.rnn.pad_sequence(
                 list(pixels.split(vision["image_grid_thw"].prod(-1).tolist())), batch_first=True)
+        views = self.family.layouts(self.processor, self.model.config.vision_config, images,
+                                    encoded)
         state = {**{k: torch.as_tensor(v) for k, v in vision.items()}, "prompts": prompts,
-                 "types": types, "views": self.family.layouts(self.processor, images, encoded)}
+                 "types": types, "views": views}
         return Batch(list(examples), pixels, state).to(self.device)
 
     def vision_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -293,16 +294,18 @@ class ChatVLM:
         side = _probe_side(square)
         blank = self.prepare([Example(Image.new("RGB", (side, side)))], [DESCRIBE])
         grid = ViewCanvas(blank.state["views"], self.family.window)
+        prepared: list[Batch] = []  # the probe batch being read: its other vision inputs
 
         def prepare(images: list[Image.Image]) -> torch.Tensor:
             squashed = [to_rgb(i).resize((side, side)) for i in images]
             batch = self.prepare([Example(i) for i in squashed], [DESCRIBE] * len(squashed))
-            grid.layouts = batch.state["views"]
-            self._probe = batch
+            grid.layouts = batch.state["views"]  # every probe has the blank's views
+            prepared[:] = [batch]
             return batch.inputs
 
         def forward(pixels: torch.Tensor) -> Any:
-            return self.model.get_image_features(**self.vision_inputs(self._probe))
+            batch = replace(prepared[0], inputs=pixels).to(pixels.device)
+            return self.model.get_image_features(**self.vision_inputs(batch))
 
         return LayerSubject(self.model, layer or self.layer, prepare, name, forward=forward,
                             to_grid=grid)
@@ -383,7 +386,28 @@ class SequenceScorer(nn.Module):
         return logits.gather(1, where[..., None].expand(-1, -1, logits.shape[-1]))
 
 
-class VLMCaptioner(Captioning):
+class OnChatVLM:
+    """What both generative tasks take from their ``ChatVLM``: which methods and layers
+    explain it, and the forward that dissects a layer (first among the bases, so that the
+    task's own checks run too)."""
+
+    vlm: ChatVLM
+    name: str
+
+    def explain(self, batch: Batch, targets: TargetSet, method: str = "gradcam",
+                layer: str | None = None, **options: Any) -> Explanation:
+        self.vlm.check_method(method)
+        return super().explain(batch, targets, method, layer, **options)
+
+    def check_layer(self, layer: str | None) -> None:
+        super().check_layer(layer)
+        self.vlm.check_layer(layer)
+
+    def dissection_subject(self, layer: str | None = None) -> LayerSubject:
+        return self.vlm.dissection_subject(layer, self.name)
+
+
+class VLMCaptioner(OnChatVLM, Captioning):
     """A generative VLM asked to describe the image; every word of its description (or of a
     given caption) is a target."""
 
@@ -417,20 +441,9 @@ class VLMCaptioner(Captioning):
     def teacher_forced(self, batch: Batch, ids: torch.Tensor) -> Problem:
         return self.vlm.problem(batch, [[row] for row in ids.tolist()])
 
-    def explain(self, batch: Batch, targets: TargetSet, method: str = "gradcam",
-                layer: str | None = None, **options: Any) -> Explanation:
-        self.vlm.check_method(method)
-        return super().explain(batch, targets, method, layer, **options)
-
-    def check_layer(self, layer: str | None) -> None:
-        super().check_layer(layer)
-        self.vlm.check_layer(layer)
-
-    def dissection_subject(self, layer: str | None = None) -> LayerSubject:
-        return self.vlm.dissection_subject(layer, self.name)
 
 
-class VLMQuestionAnswering(QuestionAnswering):
+class VLMQuestionAnswering(OnChatVLM, QuestionAnswering):
     """A generative VLM answering a question: its own answer, and any answer text forced,
     each scored by its log-probability given the image and the question."""
 
@@ -500,18 +513,6 @@ class VLMQuestionAnswering(QuestionAnswering):
         score = AnswerScores(answers, targets.padded())
         return self.vlm.problem(batch, [answers] * len(batch), score,
                                 lambda logits: score(logits).exp())
-
-    def explain(self, batch: Batch, targets: TargetSet, method: str = "gradcam",
-                layer: str | None = None, **options: Any) -> Explanation:
-        self.vlm.check_method(method)
-        return super().explain(batch, targets, method, layer, **options)
-
-    def check_layer(self, layer: str | None) -> None:
-        super().check_layer(layer)
-        self.vlm.check_layer(layer)
-
-    def dissection_subject(self, layer: str | None = None) -> LayerSubject:
-        return self.vlm.dissection_subject(layer, self.name)
 
 
 class AnswerScores:

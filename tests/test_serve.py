@@ -342,15 +342,19 @@ def test_serve_command_listens_on_this_machine_and_stops_on_ctrl_c():
 
 
 
-def test_hugging_face_models_are_served_through_the_same_contract(tmp_path):
-    """`--model caption=hf:DIR` and `vqa=hf:DIR`: a tiny VisionEncoderDecoder and ViLT."""
+@pytest.mark.parametrize("captioner,answerer", [("vit_gpt2", "vilt"), ("idefics3", "qwen2_vl")])
+def test_hugging_face_models_are_served_through_the_same_contract(captioner, answerer, tmp_path):
+    """`--model caption=hf:DIR` and `vqa=hf:DIR`: a tiny VisionEncoderDecoder and ViLT, and
+    two generative VLMs (tiles, and Qwen2-VL's own grid)."""
     import hf_tiny
+    import vlm_tiny
 
     from vlx.serve.session import Demo
     from vlx.tasks.loading import load_task
 
-    models = {"caption": f"hf:{hf_tiny.vit_gpt2(tmp_path / 'vit-gpt2')}",
-              "vqa": f"hf:{hf_tiny.vilt(tmp_path / 'vilt')}"}
+    builders = {**vars(hf_tiny), **vlm_tiny.VLM_FAMILIES}
+    models = {"caption": f"hf:{builders[captioner](tmp_path / captioner)}",
+              "vqa": f"hf:{builders[answerer](tmp_path / answerer)}"}
     tasks = {kind: load_task(kind, name) for kind, name in models.items()}
     photo = hf_tiny.noise_image()
     stream = io.BytesIO()

@@ -38,7 +38,7 @@ from vlx.images import DEMO_IMAGES, bounded, load_image, read_image
 from vlx.layers import spatial_layers
 from vlx.methods import ALPHA_METHODS, BATCH_SIZE, COPY_METHODS, METHODS
 from vlx.render import explanation_picture, png_bytes
-from vlx.task import Example, TargetSet, Task
+from vlx.task import Example, Target, TargetSet, Task
 
 MAX_SIDE = 512
 """Longest side of the pictures the page draws: enough for its panels, quick to encode."""
@@ -90,7 +90,7 @@ class Analysis:
     with the target ids it covers."""
 
     run: Run
-    explained: dict[tuple[str, str | None], list[tuple[list[int], Explanation]]] = field(
+    explained: dict[tuple[str, str | None], list[tuple[list[Target], Explanation]]] = field(
         default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -102,16 +102,17 @@ class Analysis:
         task, run = self.run.task, self.run
         key = (method, layer or run.layer)
         targets = task.targets(run.batch, [wanted])
-        ids = [t.id for t in targets.rows[0]]
+        # A target is its id and its name: generated answers are numbered within each
+        # request (BLIP's, a VLM's), so an id alone may name another answer of another request.
+        ids = list(targets.rows[0])
         with self.lock:
             known = list(self.explained.get(key, []))
         for covered, explanation in known:
             if set(ids) <= set(covered):
                 return targets, _columns(explanation, [covered.index(i) for i in ids])
-        listed = [t.id for t in run.targets.rows[0]]
-        explained = run.targets if set(ids) <= set(listed) else targets
+        explained = run.targets if set(ids) <= set(run.targets.rows[0]) else targets
         explanation = task.explain(run.batch, explained, method, layer, batch_size=BATCH_SIZE)
-        covered = [t.id for t in explained.rows[0]]
+        covered = list(explained.rows[0])
         with self.lock:
             self.explained.setdefault(key, []).append((covered, explanation))
         return targets, _columns(explanation, [covered.index(i) for i in ids])
@@ -307,7 +308,7 @@ class Demo:
             run = explain_batch(task, [Example(picked.image, text, picked.name)], options,
                                 _listed, TOP_K.get(task.kind, 1))
             analysis = Analysis(run, {(choice.method, run.layer): [
-                ([t.id for t in run.targets.rows[0]], run.explanations[choice.method])]})
+                (list(run.targets.rows[0]), run.explanations[choice.method])]})
             self._analyses.put(key, analysis)
         return analysis
 

@@ -132,18 +132,23 @@ def _canvas(grids: list[torch.Tensor], views: list[View]) -> torch.Tensor:
         top, left, bottom, right = v.box
         return g.shape[-2] / (bottom - top), g.shape[-1] / (right - left)
 
-    height = max(round(cells(g, v)[0]) for g, v in zip(grids, views))
-    width = max(round(cells(g, v)[1]) for g, v in zip(grids, views))
+    height = max(_nearest(cells(g, v)[0]) for g, v in zip(grids, views))
+    width = max(_nearest(cells(g, v)[1]) for g, v in zip(grids, views))
     canvas = grids[0].new_zeros(grids[0].shape[0], height, width)
     for grid, view in zip(grids, views):
         top, left, bottom, right = view.box
-        y0, x0 = round(top * height), round(left * width)
-        y1, x1 = round(bottom * height), round(right * width)
+        y0, x0 = _nearest(top * height), _nearest(left * width)
+        y1, x1 = _nearest(bottom * height), _nearest(right * width)
         placed = _resized(grid, (y1 - y0, x1 - x0))
         inside = (slice(max(y0, 0), min(y1, height)), slice(max(x0, 0), min(x1, width)))
         canvas[:, inside[0], inside[1]] += placed[
             :, inside[0].start - y0 : inside[0].stop - y0, inside[1].start - x0 : inside[1].stop - x0]
     return canvas
+
+
+def _nearest(x: float) -> int:
+    """The nearest whole cell, halves up (``round`` sends 0.5 and 2.5 both to even)."""
+    return math.floor(x + 0.5)
 
 
 def _resized(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -161,7 +161,6 @@ class ChatVLM:
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
-        self.tokenizer.padding_side = "left"  # batched generation continues every prompt
         self.family = FAMILIES[type(model).__name__]
         self.max_new_tokens = max_new_tokens
         self.layer = layer or self.default_layer()
@@ -290,16 +289,14 @@ class ChatVLM:
     def dissection_subject(self, layer: str | None, name: str) -> LayerSubject:
         """The layer read through the vision tower alone, probe images squashed to one
         square so that every probe has the same views."""
-        square = self.processor.image_processor
-        side = _probe_side(square)
-        blank = self.prepare([Example(Image.new("RGB", (side, side)))], [DESCRIBE])
-        grid = ViewCanvas(blank.state["views"], self.family.window)
+        side = _probe_side(self.processor.image_processor)
+        grid = ViewCanvas([], self.family.window)
         prepared: list[Batch] = []  # the probe batch being read: its other vision inputs
 
         def prepare(images: list[Image.Image]) -> torch.Tensor:
             squashed = [to_rgb(i).resize((side, side)) for i in images]
             batch = self.prepare([Example(i) for i in squashed], [DESCRIBE] * len(squashed))
-            grid.layouts = batch.state["views"]  # every probe has the blank's views
+            grid.layouts = batch.state["views"]
             prepared[:] = [batch]
             return batch.inputs
 

@@ -59,6 +59,8 @@ class Family:
         nested: the processor takes one list of images per prompt.
         per_sequence: processor outputs the language model reads again for every sequence
             (Qwen2-VL's grid, for its 3-D rotary positions).
+        orders: (vision config, an image's grid) -> the processor's merge window each of the
+            tower's windows of rows holds (Qwen2.5-VL attends within windows, and reorders).
     """
 
     tower: str
@@ -68,6 +70,7 @@ class Family:
     window: int = 1
     nested: bool = False
     per_sequence: tuple[str, ...] = ()
+    orders: Callable[[Any, torch.Tensor], torch.Tensor] | None = None
 
 
 def _fixed_views(processor: Any, vision: Any, images: list[Image.Image], encoded: dict
@@ -130,6 +133,16 @@ def _dynamic_views(processor: Any, vision: Any, images: list[Image.Image], encod
     return [[View((int(h), int(w)))] for _, h, w in encoded["image_grid_thw"].tolist()]
 
 
+def _window_order(vision: Any, grid: torch.Tensor) -> torch.Tensor:
+    """Qwen2.5-VL's order of one image's merge windows in its vision blocks (the model's own
+    index, from transformers)."""
+    from transformers.vision_utils import get_vision_window_index
+
+    order, _ = get_vision_window_index(grid[None], vision.spatial_merge_size,
+                                       vision.window_size, vision.patch_size)
+    return order
+
+
 _TOWER = "model.vision_tower"
 _TOWER_BLOCKS = (f"{_TOWER}.vision_model.encoder.layers", f"{_TOWER}.encoder.layers")
 _PROJECTOR = "model.multi_modal_projector"
@@ -145,6 +158,9 @@ FAMILIES = {
     "Qwen2VLForConditionalGeneration": Family("model.visual", ("model.visual.blocks",),
                                               "model.visual.merger", _dynamic_views, window=2,
                                               per_sequence=("image_grid_thw",)),
+    "Qwen2_5_VLForConditionalGeneration": Family(
+        "model.visual", ("model.visual.blocks",), "model.visual.merger", _dynamic_views,
+        window=2, per_sequence=("image_grid_thw",), orders=_window_order),
 }
 
 
@@ -229,6 +245,10 @@ class ChatVLM:
                                     encoded)
         state = {**{k: torch.as_tensor(v) for k, v in vision.items()}, "prompts": prompts,
                  "types": types, "views": views}
+        if self.family.orders is not None:
+            vision_config = self.model.config.vision_config
+            state["orders"] = [self.family.orders(vision_config, grid)
+                               for grid in vision["image_grid_thw"]]
         return Batch(list(examples), pixels, state).to(self.device)
 
     def vision_inputs(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -284,19 +304,23 @@ class ChatVLM:
         pixels = vision.pop("pixel_values")
         return Problem(SequenceScorer(self, batch, continuations), (pixels,), score=score,
                        probability=probability, model_kwargs=vision,
-                       to_grid=ViewCanvas(batch.state["views"], self.family.window))
+                       to_grid=self.canvas(batch))
+
+    def canvas(self, batch: Batch) -> ViewCanvas:
+        """The batch's layer tokens put back on each example's image."""
+        return ViewCanvas(batch.state["views"], self.family.window, batch.state.get("orders"))
 
     def dissection_subject(self, layer: str | None, name: str) -> LayerSubject:
         """The layer read through the vision tower alone, probe images squashed to one
         square so that every probe has the same views."""
         side = _probe_side(self.processor.image_processor)
-        grid = ViewCanvas([], self.family.window)
+        grid = ViewCanvas([], self.family.window)  # each probe batch's views, as it comes
         prepared: list[Batch] = []  # the probe batch being read: its other vision inputs
 
         def prepare(images: list[Image.Image]) -> torch.Tensor:
             squashed = [to_rgb(i).resize((side, side)) for i in images]
             batch = self.prepare([Example(i) for i in squashed], [DESCRIBE] * len(squashed))
-            grid.layouts = batch.state["views"]
+            grid.layouts, grid.orders = batch.state["views"], batch.state.get("orders")
             prepared[:] = [batch]
             return batch.inputs
 

@@ -5,7 +5,8 @@ resized image plus a base image of the whole (LLaVA-NeXT, Idefics3), or one grid
 the image decides (Qwen2-VL). Each ``View`` is a patch grid and the box of the image it
 covers (fractions, which may reach past the image where a processor pads or crops). A layer
 of the vision tower (or the projector) gives one row of tokens per view (Qwen2-VL: one run of
-rows per image, in 2x2 merge windows); ``ViewCanvas`` puts every view back in its box on one
+rows per image, in 2x2 merge windows, which Qwen2.5-VL's blocks reorder again into attention
+windows); ``ViewCanvas`` puts every view back in its box on one
 grid per example, so Grad-CAM's map covers the image as it was given. Where two views cover
 a place (a tile and the base image) their activations, and gradients, are added unit by unit:
 the same vision tower's unit seen twice.
@@ -62,16 +63,21 @@ class ViewCanvas:
     hold one view per row (B = every view of the batch), patches last (a CLS token first is
     dropped); tokens (R, C) hold the views one after another (Qwen2-VL), each in windows of
     ``window`` x ``window`` patches. A layer whose token count is a factor f*f below the
-    grids' (a merge, a pixel shuffle) is on grids f times coarser, row-major.
+    grids' (a merge, a pixel shuffle) is on grids f times coarser, row-major. ``orders[n]``
+    (Qwen2.5-VL) says which of example n's merge windows each window of the layer's rows is.
     """
 
-    def __init__(self, layouts: Sequence[Sequence[View]], window: int = 1) -> None:
+    def __init__(self, layouts: Sequence[Sequence[View]], window: int = 1,
+                 orders: Sequence[torch.Tensor] | None = None) -> None:
         self.layouts = [list(views) for views in layouts]
         self.window = window
+        self.orders = orders
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.dim() == 4:
             return tokens
+        if self.orders is not None:
+            tokens = self._in_processor_order(tokens)
         views = [view for views in self.layouts for view in views]
         grids = self._view_grids(tokens, views)
         canvases, start = [], 0
@@ -81,6 +87,14 @@ class ViewCanvas:
         height = max(c.shape[-2] for c in canvases)
         width = max(c.shape[-1] for c in canvases)
         return torch.stack([_resized(c, (height, width)) for c in canvases])
+
+    def _in_processor_order(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(R, C) rows in attention-window order -> the processor's: each merge window (or
+        merged token) put back where the processor had it."""
+        offsets = torch.tensor([0, *[len(o) for o in self.orders]]).cumsum(0)
+        order = torch.cat([o + offset for o, offset in zip(self.orders, offsets)])
+        units = tokens.reshape(len(order), -1, tokens.shape[-1])
+        return units[torch.argsort(order.to(tokens.device))].reshape(tokens.shape)
 
     def _view_grids(self, tokens: torch.Tensor, views: list[View]) -> list[torch.Tensor]:
         """Each view's (C, h, w) grid from the layer's tokens."""

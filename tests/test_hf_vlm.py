@@ -1,4 +1,4 @@
-"""The generative VLM adapters (LLaVA, LLaVA-NeXT, Qwen2-VL, PaliGemma, Idefics3) on tiny
+"""The generative VLM adapters (LLaVA, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, PaliGemma, Idefics3) on tiny
 random models: teacher-forced scores equal generation's own, maps equal an independent
 Grad-CAM (a hook, ``autograd.grad``, the mean over the grid) on each family's layout, one
 batched call equals a loop, and the image is encoded once for every word and every answer."""
@@ -62,8 +62,22 @@ def reference_map(task, batch, continuation: list[int], scored: list[int]) -> to
     tokens = captured[0]
     (gradient,) = torch.autograd.grad(score, tokens)
     views = batch.state["views"][0]
+    if "Qwen2_5" in type(model).__name__:  # its blocks' rows run window by window
+        gradient, tokens = (_unwindowed(model, batch, t) for t in (gradient, tokens))
     return F.relu(_reference_grid(gradient, views).mean((1, 2), keepdim=True)
                   .mul(_reference_grid(tokens.detach(), views)).sum(0))
+
+
+def _unwindowed(model, batch, rows: torch.Tensor) -> torch.Tensor:
+    """Qwen2.5-VL's block rows in the processor's order, by the model's own window index."""
+    from transformers.vision_utils import get_vision_window_index
+
+    vision = model.config.vision_config
+    index, _ = get_vision_window_index(batch.state["image_grid_thw"], vision.spatial_merge_size,
+                                       vision.window_size, vision.patch_size)
+    restored = torch.empty_like(rows.reshape(len(index), -1, rows.shape[-1]))
+    restored[index] = rows.reshape(len(index), -1, rows.shape[-1])
+    return restored.reshape(rows.shape)
 
 
 def _reference_grid(tokens: torch.Tensor, views) -> torch.Tensor:
@@ -186,7 +200,7 @@ def test_projector_output_maps_on_its_grid(family, tasks):
     batch = answerer.prepare([Example(image(family), QUESTION)])
     vision = answerer.explain(batch, answerer.targets(batch, ["red"]))
     projected = answerer.explain(batch, answerer.targets(batch, ["red"]), layer=layer)
-    halved = family in ("qwen2_vl", "idefics3")
+    halved = family in ("qwen2_vl", "qwen2_5_vl", "idefics3")
     expected = tuple(s // 2 if halved else s for s in vision.maps.shape[-2:])
     assert tuple(projected.maps.shape[-2:]) == expected
     assert float(projected.maps.sum()) > 0
@@ -222,7 +236,7 @@ def test_an_unsupported_model_names_the_supported_ones(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1
     assert "Blip2ForConditionalGeneration" in error[0]
-    for supported in ("LlavaForConditionalGeneration", "Qwen2VLForConditionalGeneration",
+    for supported in ("LlavaForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration",
                       "PaliGemmaForConditionalGeneration", "Idefics3ForConditionalGeneration"):
         assert supported in error[0]
 

@@ -167,22 +167,35 @@ QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|
 def qwen2_vl(directory: Path) -> Path:
     """Qwen2-VL: dynamic resolution (sides multiples of 8, at most 48 x 48 pixels' worth) cut
     into 4 x 4 patches, merged 2 x 2 into one LM token each; M-RoPE sections 2 + 3 + 3 = 16 / 2."""
+    return _qwen(directory, "Qwen2VL", {"embed_dim": 32, "hidden_size": LM["hidden_size"],
+                                        "mlp_ratio": 2})
+
+
+def qwen2_5_vl(directory: Path) -> Path:
+    """Qwen2.5-VL: Qwen2-VL's processor, and a tower whose first block attends within windows
+    of 2 x 2 merged tokens (16 px) and whose second attends to the whole image, its patch
+    rows reordered window by window in between."""
+    return _qwen(directory, "Qwen2_5_VL", {
+        "hidden_size": 32, "intermediate_size": 64, "out_hidden_size": LM["hidden_size"],
+        "window_size": 16, "fullatt_block_indexes": [1]})
+
+
+def _qwen(directory: Path, family: str, tower: dict) -> Path:
     import transformers as hf
 
     tokenizer = bpe_tokenizer(QWEN_SPECIALS, bos_token="<|endoftext|>", eos_token="<|im_end|>",
                               pad_token="<|endoftext|>")
     pixels = {"patch_size": 4, "temporal_patch_size": 2, "merge_size": 2,
               "min_pixels": 16 * 16, "max_pixels": 48 * 48}
-    processor = hf.Qwen2VLProcessor(
+    processor = getattr(hf, f"{family}Processor")(
         hf.Qwen2VLImageProcessor(**pixels), tokenizer, hf.Qwen2VLVideoProcessor(**pixels),
         chat_template=_chat_template("<|im_start|>{{ message['role'] }}\n",
                                      "<|vision_start|><|image_pad|><|vision_end|>",
                                      "<|im_end|>\n", "<|im_start|>assistant\n"))
     ids = tokenizer.convert_tokens_to_ids
-    config = hf.Qwen2VLConfig(
-        vision_config={"depth": 2, "embed_dim": 32, "hidden_size": LM["hidden_size"],
-                       "num_heads": 2, "mlp_ratio": 2, "patch_size": 4,
-                       "temporal_patch_size": 2, "spatial_merge_size": 2},
+    config = getattr(hf, f"{family}Config")(
+        vision_config={"depth": 2, "num_heads": 2, "patch_size": 4, "temporal_patch_size": 2,
+                       "spatial_merge_size": 2, **tower},
         text_config={**LM, **_text_ids(tokenizer),
                      "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
                                          "mrope_section": [2, 3, 3]}},
@@ -190,7 +203,8 @@ def qwen2_vl(directory: Path) -> Path:
         vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
     )
     torch.manual_seed(0)
-    return _finish(directory, hf.Qwen2VLForConditionalGeneration(config), processor)
+    model = getattr(hf, f"{family}ForConditionalGeneration")(config)
+    return _finish(directory, model, processor)
 
 
 def paligemma(directory: Path) -> Path:
@@ -259,6 +273,7 @@ VLM_FAMILIES: dict[str, Callable[[Path], Path]] = {
     "llava": llava,
     "llava_next": llava_next,
     "qwen2_vl": qwen2_vl,
+    "qwen2_5_vl": qwen2_5_vl,
     "paligemma": paligemma,
     "idefics3": idefics3,
 }

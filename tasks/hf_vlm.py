@@ -457,7 +457,8 @@ class VLMCaptioner(OnChatVLM, Captioning):
 
     @property
     def longest(self) -> int:
-        return 2 * self.vlm.max_new_tokens + 200
+        """The language model's positions (the prompt takes some of them too)."""
+        return self.model.config.text_config.max_position_embeddings - 1
 
     def teacher_forced(self, batch: Batch, ids: torch.Tensor) -> Problem:
         return self.vlm.problem(batch, [[row] for row in ids.tolist()])

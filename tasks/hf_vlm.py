@@ -464,7 +464,6 @@ class VLMCaptioner(OnChatVLM, Captioning):
         return self.vlm.problem(batch, [[row] for row in ids.tolist()])
 
 
-
 class VLMQuestionAnswering(OnChatVLM, QuestionAnswering):
     """A generative VLM answering a question: its own answer, and any answer text forced,
     each scored by its log-probability given the image and the question."""
